@@ -1,0 +1,19 @@
+"""tinymlir's dialects, keyed by name; each getter imports its dialect lazily."""
+
+from collections.abc import Callable
+
+from xdsl.ir import Dialect
+
+
+def get_tinymlir_dialects() -> dict[str, Callable[[], Dialect]]:
+    def get_nn():
+        from tinymlir.dialects.nn import NN
+
+        return NN
+
+    def get_quant():
+        from tinymlir.dialects.quant import Quant
+
+        return Quant
+
+    return {"nn": get_nn, "quant": get_quant}
