@@ -175,11 +175,11 @@ def _loss_and_grads(params, x, y):
     return loss, grads
 
 
-def train_digits_cnn(seed: int = 0, epochs: int = 12, batch_size: int = 32,
+def train_digits_cnn(seed: int = 0, epochs: int = 20, batch_size: int = 32,
                      lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
                      data=None) -> dict[str, np.ndarray]:
     """SGD+momentum with a cosine learning-rate schedule; returns float32 params."""
-    x, y = (data or load_digits_dataset())[:2]
+    x, y = (data if data is not None else load_digits_dataset())[:2]
     rng = np.random.default_rng(seed)
     params = init_params(rng)
     trainable = [k for k in params if k not in BN_STATS]
