@@ -32,6 +32,11 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     return data.reshape(shape).copy()
 
 
+def _reshape_to_result(x: np.ndarray, op: nn.FlattenOp | nn.ReshapeOp) -> np.ndarray:
+    assert isinstance(op.result.type, TensorType)
+    return x.reshape(op.result.type.get_shape())
+
+
 def _f32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
@@ -121,10 +126,12 @@ class NNFunctions(InterpreterFunctions):
         return (kernels.pool2d(args[0], ints(op.kernel), ints(op.strides), ints(op.pads), "max"),)
 
     @impl(nn.FlattenOp)
+    def run_flatten(self, interpreter: Interpreter, op: nn.FlattenOp, args: tuple[Any, ...]):
+        return (_reshape_to_result(args[0], op),)
+
     @impl(nn.ReshapeOp)
-    def run_reshape(self, interpreter: Interpreter, op: nn.FlattenOp | nn.ReshapeOp, args: tuple[Any, ...]):
-        assert isinstance(op.result.type, TensorType)
-        return (args[0].reshape(op.result.type.get_shape()),)
+    def run_reshape(self, interpreter: Interpreter, op: nn.ReshapeOp, args: tuple[Any, ...]):
+        return (_reshape_to_result(args[0], op),)
 
     @impl(nn.TransposeOp)
     def run_transpose(self, interpreter: Interpreter, op: nn.TransposeOp, args: tuple[Any, ...]):
