@@ -16,4 +16,9 @@ def get_tinymlir_dialects() -> dict[str, Callable[[], Dialect]]:
 
         return Quant
 
-    return {"nn": get_nn, "quant": get_quant}
+    def get_train():
+        from tinymlir.dialects.train import Train
+
+        return Train
+
+    return {"nn": get_nn, "quant": get_quant, "train": get_train}

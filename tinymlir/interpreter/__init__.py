@@ -36,11 +36,13 @@ def expected_dtype(t) -> np.dtype:
 def make_interpreter(module: ModuleOp) -> Interpreter:
     from tinymlir.interpreter.nn_impls import NNFunctions
     from tinymlir.interpreter.quant_impls import QuantFunctions
+    from tinymlir.interpreter.train_impls import TrainFunctions
 
     interp = Interpreter(module)
     interp.register_implementations(FuncFunctions())
     interp.register_implementations(NNFunctions())
     interp.register_implementations(QuantFunctions())
+    interp.register_implementations(TrainFunctions())
     return interp
 
 

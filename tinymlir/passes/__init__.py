@@ -29,7 +29,13 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return QuantizePTQPass
 
+    def autodiff():
+        from tinymlir.passes.autodiff import AutodiffPass
+
+        return AutodiffPass
+
     return {
+        "autodiff": autodiff,
         "fuse-qdq": fuse_qdq,
         "fold-batch-norm": fold_batch_norm,
         "fold-constants": fold_constants,

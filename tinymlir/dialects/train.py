@@ -1,0 +1,756 @@
+"""The `train` dialect: explicit training state, losses, gradients and optimizer updates (level 2).
+
+Training state is IR. Every parameter is a module-level symbol holding its current value,
+
+    train.param @layer0.weight trainable : tensor<8x3x3x3xf32> = dense<...> : tensor<8x3x3x3xf32>
+    train.param @layer0.weight.momentum : tensor<8x3x3x3xf32> = dense<0.000000e+00> : tensor<8x3x3x3xf32>
+
+read by `%w = train.load @layer0.weight : tensor<8x3x3x3xf32>` (a snapshot: value semantics)
+and updated in place by the optimizer ops `train.sgd` / `train.adam`. Optimizer state
+(momentum, Adam's m and v, the step counter) are params too, so a memory planner sees every
+byte. A quantized parameter stores its integers, like `quant.constant`:
+`train.param @w : tensor<8x3x3x3x!quant.uniform<i8:f32:0, {...}>> = dense<...> : tensor<8x3x3x3xi8>`.
+
+Gradient ops compute the vector-Jacobian product of one forward-op family. Operands that
+are *saved forward values* (a conv's input or weight, a clip's output...) may be float or
+quantized tensors: a quantized one is dequantized to its real value first, so the int8
+path (QAS) can reuse these ops. Incoming and outgoing gradients are float tensors.
+Numpy semantics: `tinymlir/interpreter/train_impls.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+
+import numpy as np
+
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    BoolAttr,
+    BytesAttr,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    SymbolNameConstraint,
+    SymbolRefAttr,
+    TensorType,
+    UnitAttr,
+    f32,
+)
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import (
+    EffectInstance,
+    MemoryEffect,
+    MemoryEffectKind,
+    Pure,
+    SymbolOpInterface,
+    SymbolTable,
+)
+from xdsl.utils.exceptions import VerifyException
+
+from tinymlir.dialects.nn import broadcast_shape, conv_props, int_array, ints, pooled_size
+from tinymlir.dialects.quant import UniformQuantizedType
+
+FloatTensor = TensorType[AnyFloat]
+
+
+# -- helpers --------------------------------------------------------------------------
+def _shape(value: SSAValue | Attribute) -> tuple[int, ...]:
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType)
+    return tuple(t.get_shape())
+
+
+def _is_float_tensor(t: Attribute) -> bool:
+    return isinstance(t, TensorType) and isinstance(t.element_type, AnyFloat)
+
+
+def _check_saved(op: IRDLOperation, value: SSAValue, what: str) -> None:
+    """A saved forward value: a float tensor or a quantized one (dequantized by the op)."""
+    t = value.type
+    if not (isinstance(t, TensorType) and isinstance(t.element_type, AnyFloat | UniformQuantizedType)):
+        raise VerifyException(f"{op.name}: {what} must be a float or quantized tensor, got {t}")
+
+
+def _check_rank(op: IRDLOperation, shape: Sequence[int], rank: int, what: str) -> None:
+    if len(shape) != rank:
+        raise VerifyException(f"{op.name}: {what} must be {rank}-D, got shape {list(shape)}")
+
+
+def _check_ints(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
+    if len(values) != n or any(v < (1 if positive else 0) for v in values):
+        kind = "positive" if positive else "non-negative"
+        raise VerifyException(f"{op.name}: '{name}' must hold {n} {kind} integers, got {list(values)}")
+
+
+def conv_output_shape(
+    op: IRDLOperation, xs: Sequence[int], ws: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+    dilations: Sequence[int], groups: int,
+) -> tuple[int, ...]:
+    """The NCHW result shape of conv(x, w), or a VerifyException naming `op`."""
+    _check_ints(op, "strides", strides, 2, True)
+    _check_ints(op, "pads", pads, 4, False)
+    _check_ints(op, "dilations", dilations, 2, True)
+    _check_rank(op, xs, 4, "the convolution input")
+    _check_rank(op, ws, 4, "the convolution weight")
+    if groups < 1 or xs[1] % groups or ws[0] % groups or ws[1] * groups != xs[1]:
+        raise VerifyException(
+            f"{op.name}: {xs[1]} input channels, weight {list(ws)} and groups={groups} do not match"
+        )
+    oh = pooled_size(xs[2], ws[2], strides[0], pads[0], pads[2], dilations[0])
+    ow = pooled_size(xs[3], ws[3], strides[1], pads[1], pads[3], dilations[1])
+    if oh < 1 or ow < 1:
+        raise VerifyException(f"{op.name}: the convolution of {list(xs)} by {list(ws)} has an empty output")
+    return (xs[0], ws[0], oh, ow)
+
+
+def lookup_param(op: Operation, ref: SymbolRefAttr) -> ParamOp | None:
+    """The `train.param` that `ref` names, seen from `op`; None when `op` is not (yet) inside a
+    module. Raises VerifyException when the symbol is missing or is not a `train.param`."""
+    anchor = op.parent_op()
+    while anchor is not None and not anchor.has_trait(SymbolTable):
+        anchor = anchor.parent_op()
+    if anchor is None:
+        return None
+    found = SymbolTable.lookup_symbol(anchor, ref)
+    if found is None:
+        raise VerifyException(f"{op.name}: no symbol {ref} in the enclosing module")
+    if not isinstance(found, ParamOp):
+        raise VerifyException(f"{op.name}: {ref} is a '{found.name}', expected a 'train.param'")
+    return found
+
+
+def param_value_attr(data: np.ndarray, type: TensorType) -> DenseIntOrFPElementsAttr:
+    """The `value` of a `train.param` of `type` holding `data`: float32 values for a float
+    type, the stored integers (as signless integers of the storage width) for a quantized
+    or integer type."""
+    et = type.element_type
+    if isinstance(et, UniformQuantizedType):
+        width = et.storage.width.data
+        raw = np.ascontiguousarray(np.asarray(data).astype(et.storage_dtype)).view(f"<i{width // 8}")
+        return DenseIntOrFPElementsAttr(TensorType(IntegerType(width), type.get_shape()), BytesAttr(raw.tobytes()))
+    if isinstance(et, AnyFloat):
+        dtype = np.dtype(f"<f{et.bitwidth // 8}")
+    else:
+        assert isinstance(et, IntegerType)
+        dtype = np.dtype(f"<i{max(et.width.data, 8) // 8}")
+    raw = np.ascontiguousarray(np.asarray(data).astype(dtype))
+    return DenseIntOrFPElementsAttr(type, BytesAttr(raw.tobytes()))
+
+
+class ParamEffects(MemoryEffect):
+    """Reads and writes of `train.param` symbols, per symbol, so passes that move updates
+    (reorder-update) can tell which loads an update conflicts with."""
+
+    @classmethod
+    def get_effects(cls, op: Operation) -> AbstractSet[EffectInstance]:
+        return op.param_effects()  # type: ignore[attr-defined]
+
+
+# -- state ----------------------------------------------------------------------------
+@irdl_op_definition
+class ParamOp(IRDLOperation):
+    """A module-level parameter or optimizer-state tensor with its initial value.
+
+    For a float type `value` has the same type; for a quantized type it holds the stored
+    integers (signless, of the storage width), as `quant.constant` does. `trainable`
+    marks the parameters that `train_step` updates.
+    """
+
+    name = "train.param"
+    sym_name = prop_def(SymbolNameConstraint())
+    type = prop_def(TensorType)
+    value = prop_def(DenseIntOrFPElementsAttr)
+    trainable = opt_prop_def(UnitAttr)
+    traits = traits_def(SymbolOpInterface())
+    assembly_format = "$sym_name (`trainable` $trainable^)? `:` $type `=` $value attr-dict"
+
+    def __init__(self, sym_name: str, type: TensorType, value: DenseIntOrFPElementsAttr | np.ndarray,
+                 trainable: bool = False):
+        if isinstance(value, np.ndarray):
+            value = param_value_attr(value, type)
+        super().__init__(properties={
+            "sym_name": StringAttr(sym_name), "type": type, "value": value,
+            "trainable": UnitAttr() if trainable else None,
+        })
+
+    @property
+    def is_trainable(self) -> bool:
+        return self.trainable is not None
+
+    @property
+    def quantized_type(self) -> UniformQuantizedType | None:
+        et = self.type.element_type
+        return et if isinstance(et, UniformQuantizedType) else None
+
+    def verify_(self) -> None:
+        vt = self.value.get_type()
+        if tuple(vt.get_shape()) != _shape(self.type):
+            raise VerifyException(
+                f"train.param @{self.sym_name.data}: value shape {list(vt.get_shape())} differs from "
+                f"the type's shape {list(_shape(self.type))}"
+            )
+        qt = self.quantized_type
+        et = vt.get_element_type()
+        if qt is not None:
+            if not isinstance(et, IntegerType) or et.width.data != qt.storage.width.data:
+                raise VerifyException(
+                    f"train.param @{self.sym_name.data}: a quantized parameter stores "
+                    f"{qt.storage.width.data}-bit integers, got {et}"
+                )
+        elif et != self.type.element_type:
+            raise VerifyException(
+                f"train.param @{self.sym_name.data}: value element type {et} differs from {self.type.element_type}"
+            )
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """The current value of a `train.param` (a snapshot: later updates do not change it)."""
+
+    name = "train.load"
+    param = prop_def(SymbolRefAttr)
+    result = result_def(TensorType)
+    traits = traits_def(ParamEffects())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$param attr-dict `:` type($result)"
+
+    def __init__(self, param: str | SymbolRefAttr, result_type: TensorType):
+        super().__init__(properties={"param": SymbolRefAttr(param) if isinstance(param, str) else param},
+                         result_types=[result_type])
+
+    def param_effects(self) -> AbstractSet[EffectInstance]:
+        return frozenset((EffectInstance(MemoryEffectKind.READ, self.param),))
+
+    def verify_(self) -> None:
+        p = lookup_param(self, self.param)
+        if p is not None and p.type != self.result.type:
+            raise VerifyException(f"train.load: {self.param} has type {p.type}, not {self.result.type}")
+
+
+def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, channels: DenseArrayBase | None,
+                         what: str = "updated parameter") -> ParamOp | None:
+    p = lookup_param(op, ref)
+    if p is None:
+        return None
+    if p.quantized_type is not None:
+        raise VerifyException(f"{op.name}: {ref} is quantized; updating quantized parameters is not supported yet")
+    if not _is_float_tensor(p.type):
+        raise VerifyException(f"{op.name}: the {what} {ref} must be a float tensor, got {p.type}")
+    want = _shape(p.type)
+    if channels is not None:
+        ch = ints(channels)
+        if not want or any(not 0 <= c < want[0] for c in ch) or list(ch) != sorted(set(ch)):
+            raise VerifyException(
+                f"{op.name}: channels {list(ch)} must be increasing indices below {want[0] if want else 0}"
+            )
+        want = (len(ch),) + want[1:]
+    if _shape(grad) != want:
+        raise VerifyException(f"{op.name}: gradient shape {list(_shape(grad))} does not match {ref} ({list(want)})")
+    return p
+
+
+def _check_state(op: IRDLOperation, ref: SymbolRefAttr, param: ParamOp | None, what: str) -> None:
+    s = lookup_param(op, ref)
+    if s is None or param is None:
+        return
+    if s.type != param.type:
+        raise VerifyException(f"{op.name}: {what} {ref} must have the type of @{param.sym_name.data}, {param.type}")
+    if s.is_trainable:
+        raise VerifyException(f"{op.name}: {what} {ref} is optimizer state and must not be trainable")
+
+
+@irdl_op_definition
+class SGDOp(IRDLOperation):
+    """In-place SGD, as torch.optim.SGD (dampening 0, no Nesterov):
+
+        v = momentum * v + g;  p -= lr * v      (with `momentum` and `velocity`)
+        p -= lr * g                             (without)
+
+    With `channels`, `grad` holds the rows of those output channels (axis 0) only and
+    just those rows of the parameter (and velocity) change: the sparse update.
+    """
+
+    name = "train.sgd"
+    param = prop_def(SymbolRefAttr)
+    grad = operand_def(FloatTensor)
+    lr = operand_def(Float32Type)
+    momentum = opt_prop_def(FloatAttr)
+    velocity = opt_prop_def(SymbolRefAttr)
+    channels = opt_prop_def(DenseArrayBase)
+    traits = traits_def(ParamEffects())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$param `,` $grad `,` $lr attr-dict `:` type($grad)"
+
+    def __init__(self, param: str | SymbolRefAttr, grad: SSAValue, lr: SSAValue, *,
+                 momentum: float | None = None, velocity: str | SymbolRefAttr | None = None,
+                 channels: Sequence[int] | None = None):
+        props: dict[str, Attribute | None] = {"param": SymbolRefAttr(param) if isinstance(param, str) else param}
+        if momentum is not None:
+            assert velocity is not None
+            props["momentum"] = FloatAttr(momentum, f32)
+            props["velocity"] = SymbolRefAttr(velocity) if isinstance(velocity, str) else velocity
+        if channels is not None:
+            props["channels"] = int_array(channels)
+        super().__init__(operands=[grad, lr], properties=props)
+
+    def param_effects(self) -> AbstractSet[EffectInstance]:
+        refs = [self.param] + ([self.velocity] if self.velocity is not None else [])
+        return frozenset(EffectInstance(k, r) for r in refs for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE))
+
+    def verify_(self) -> None:
+        if (self.momentum is None) != (self.velocity is None):
+            raise VerifyException("train.sgd: 'momentum' and 'velocity' go together")
+        if self.momentum is not None and not 0.0 <= self.momentum.value.data < 1.0:
+            raise VerifyException(f"train.sgd: momentum must lie in [0, 1), got {self.momentum.value.data}")
+        p = _check_update_target(self, self.param, self.grad, self.channels)
+        if self.velocity is not None:
+            _check_state(self, self.velocity, p, "velocity")
+
+
+@irdl_op_definition
+class AdamOp(IRDLOperation):
+    """In-place Adam, as torch.optim.Adam (no weight decay, no amsgrad). With t the value
+    of the `step` param (incremented by `train.increment` before the first update):
+
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    """
+
+    name = "train.adam"
+    param = prop_def(SymbolRefAttr)
+    grad = operand_def(FloatTensor)
+    lr = operand_def(Float32Type)
+    beta1 = prop_def(FloatAttr)
+    beta2 = prop_def(FloatAttr)
+    eps = prop_def(FloatAttr)
+    m = prop_def(SymbolRefAttr)
+    v = prop_def(SymbolRefAttr)
+    step = prop_def(SymbolRefAttr)
+    channels = opt_prop_def(DenseArrayBase)
+    traits = traits_def(ParamEffects())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$param `,` $grad `,` $lr attr-dict `:` type($grad)"
+
+    def __init__(self, param: str, grad: SSAValue, lr: SSAValue, *, m: str, v: str, step: str,
+                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 channels: Sequence[int] | None = None):
+        props: dict[str, Attribute] = {
+            "param": SymbolRefAttr(param), "m": SymbolRefAttr(m), "v": SymbolRefAttr(v),
+            "step": SymbolRefAttr(step), "beta1": FloatAttr(beta1, f32), "beta2": FloatAttr(beta2, f32),
+            "eps": FloatAttr(eps, f32),
+        }
+        if channels is not None:
+            props["channels"] = int_array(channels)
+        super().__init__(operands=[grad, lr], properties=props)
+
+    def param_effects(self) -> AbstractSet[EffectInstance]:
+        rw = [EffectInstance(k, r) for r in (self.param, self.m, self.v)
+              for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE)]
+        return frozenset(rw + [EffectInstance(MemoryEffectKind.READ, self.step)])
+
+    def verify_(self) -> None:
+        for name in ("beta1", "beta2"):
+            b = getattr(self, name).value.data
+            if not 0.0 <= b < 1.0:
+                raise VerifyException(f"train.adam: {name} must lie in [0, 1), got {b}")
+        if not self.eps.value.data > 0:
+            raise VerifyException(f"train.adam: eps must be positive, got {self.eps.value.data}")
+        p = _check_update_target(self, self.param, self.grad, self.channels)
+        _check_state(self, self.m, p, "m")
+        _check_state(self, self.v, p, "v")
+        _check_step(self, self.step)
+
+
+def _check_step(op: IRDLOperation, ref: SymbolRefAttr) -> None:
+    s = lookup_param(op, ref)
+    if s is None:
+        return
+    if not (isinstance(s.type.element_type, IntegerType) and s.type.element_count() == 1):
+        raise VerifyException(f"{op.name}: step counter {ref} must be a one-element integer tensor, got {s.type}")
+
+
+@irdl_op_definition
+class IncrementOp(IRDLOperation):
+    """Add one to an integer counter param (Adam's step count `t`)."""
+
+    name = "train.increment"
+    param = prop_def(SymbolRefAttr)
+    traits = traits_def(ParamEffects())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$param attr-dict"
+
+    def __init__(self, param: str | SymbolRefAttr):
+        super().__init__(properties={"param": SymbolRefAttr(param) if isinstance(param, str) else param})
+
+    def param_effects(self) -> AbstractSet[EffectInstance]:
+        return frozenset(EffectInstance(k, self.param) for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE))
+
+    def verify_(self) -> None:
+        _check_step(self, self.param)
+
+
+# -- losses ---------------------------------------------------------------------------
+@irdl_op_definition
+class SoftmaxCrossEntropyOp(IRDLOperation):
+    """`loss = mean_n(-log softmax(logits[n])[label[n]])` and `dlogits = (softmax - onehot) / N`.
+
+    logits: [N, K] float; label: `i32` (N = 1) or `tensor<Nxi32>`, each in [0, K).
+    """
+
+    name = "train.softmax_cross_entropy"
+    logits = operand_def(FloatTensor)
+    label = operand_def(IntegerType | TensorType[IntegerType])
+    loss = result_def(Float32Type)
+    dlogits = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$logits `,` $label attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, logits: SSAValue, label: SSAValue):
+        super().__init__(operands=[logits, label], result_types=[f32, logits.type])
+
+    def verify_(self) -> None:
+        ls = _shape(self.logits)
+        if len(ls) != 2:
+            raise VerifyException(f"train.softmax_cross_entropy: logits must be [N, K], got {list(ls)}")
+        lt = self.label.type
+        if isinstance(lt, TensorType):
+            if _shape(lt) != (ls[0],):
+                raise VerifyException(
+                    f"train.softmax_cross_entropy: label must have shape [{ls[0]}], got {list(_shape(lt))}"
+                )
+        elif ls[0] != 1:
+            raise VerifyException("train.softmax_cross_entropy: a scalar label needs logits of batch 1")
+        if self.dlogits.type != self.logits.type:
+            raise VerifyException("train.softmax_cross_entropy: dlogits must have the type of the logits")
+
+
+@irdl_op_definition
+class MSEOp(IRDLOperation):
+    """`loss = mean((pred - target)^2)` and `dpred = 2 (pred - target) / numel`."""
+
+    name = "train.mse"
+    pred = operand_def(FloatTensor)
+    target = operand_def(FloatTensor)
+    loss = result_def(Float32Type)
+    dpred = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$pred `,` $target attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, pred: SSAValue, target: SSAValue):
+        super().__init__(operands=[pred, target], result_types=[f32, pred.type])
+
+    def verify_(self) -> None:
+        if self.pred.type != self.target.type or self.dpred.type != self.pred.type:
+            raise VerifyException(
+                f"train.mse: prediction, target and gradient must have one type, got {self.pred.type}, "
+                f"{self.target.type} and {self.dpred.type}"
+            )
+
+
+# -- gradients ------------------------------------------------------------------------
+class _ConvGradOp(IRDLOperation):
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr[IntegerType])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def conv_params(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+        return ints(self.strides), ints(self.pads), ints(self.dilations), self.groups.value.data
+
+
+@irdl_op_definition
+class Conv2dInputGradOp(_ConvGradOp):
+    """`dx` of `y = conv2d(x, w)`: the transposed convolution of `dy` by `w`, cropped to the
+    input's shape (the result type; rows/columns a stride skips get zero gradient)."""
+
+    name = "train.conv2d_input_grad"
+    dy = operand_def(FloatTensor)
+    weight = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    assembly_format = "$dy `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, weight: SSAValue, result_type: Attribute, *, strides: Sequence[int] = (1, 1),
+                 pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1), groups: int = 1):
+        super().__init__(operands=[dy, weight], result_types=[result_type],
+                         properties=conv_props(strides, pads, dilations, groups))
+
+    def verify_(self) -> None:
+        _check_saved(self, self.weight, "weight")
+        want = conv_output_shape(self, _shape(self.result), _shape(self.weight), *self.conv_params())
+        if _shape(self.dy) != want:
+            raise VerifyException(
+                f"train.conv2d_input_grad: a convolution of {list(_shape(self.result))} by "
+                f"{list(_shape(self.weight))} gives {list(want)}, but dy has shape {list(_shape(self.dy))}"
+            )
+
+
+@irdl_op_definition
+class Conv2dWeightGradOp(_ConvGradOp):
+    """`dw` of `y = conv2d(x, w)`: `dw[o, c, i, j] = sum_{n,h,w} dy[n, o, h, w] * x_pad[n, g(o) C/G + c, ...]`.
+
+    With `channels` (increasing indices of output channels), only those output channels'
+    gradients are computed: the result has len(channels) rows. The kernel size comes from
+    the result type.
+    """
+
+    name = "train.conv2d_weight_grad"
+    dy = operand_def(FloatTensor)
+    input = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    channels = opt_prop_def(DenseArrayBase)
+    assembly_format = "$dy `,` $input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, input: SSAValue, result_type: Attribute, *, strides: Sequence[int] = (1, 1),
+                 pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1), groups: int = 1,
+                 channels: Sequence[int] | None = None):
+        props = conv_props(strides, pads, dilations, groups)
+        if channels is not None:
+            props["channels"] = int_array(channels)
+        super().__init__(operands=[dy, input], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        _check_saved(self, self.input, "input")
+        ys, ws = _shape(self.dy), _shape(self.result)
+        _check_rank(self, ys, 4, "dy")
+        _check_rank(self, ws, 4, "the weight gradient")
+        full = (ys[1],) + ws[1:]
+        if self.channels is not None:
+            ch = ints(self.channels)
+            if not ch or any(not 0 <= c < ys[1] for c in ch) or list(ch) != sorted(set(ch)):
+                raise VerifyException(
+                    f"train.conv2d_weight_grad: channels {list(ch)} must be increasing output-channel "
+                    f"indices below {ys[1]}"
+                )
+            if ws[0] != len(ch):
+                raise VerifyException(
+                    f"train.conv2d_weight_grad: {len(ch)} selected channels, but the result has {ws[0]} rows"
+                )
+        elif ws[0] != ys[1]:
+            raise VerifyException(
+                f"train.conv2d_weight_grad: dy has {ys[1]} channels, the weight gradient {ws[0]} output channels"
+            )
+        want = conv_output_shape(self, _shape(self.input), full, *self.conv_params())
+        if ys != want:
+            raise VerifyException(
+                f"train.conv2d_weight_grad: a convolution of {list(_shape(self.input))} by {list(full)} gives "
+                f"{list(want)}, but dy has shape {list(ys)}"
+            )
+
+
+@irdl_op_definition
+class BiasGradOp(IRDLOperation):
+    """`db[c] = sum of dy over every axis but 1` (conv NCHW and gemm [N, C] alike)."""
+
+    name = "train.bias_grad"
+    dy = operand_def(FloatTensor)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, result_type: Attribute):
+        super().__init__(operands=[dy], result_types=[result_type])
+
+    def verify_(self) -> None:
+        ys = _shape(self.dy)
+        if len(ys) < 2 or _shape(self.result) != (ys[1],):
+            raise VerifyException(
+                f"train.bias_grad: dy of shape {list(ys)} (rank >= 2) sums to [{ys[1] if len(ys) > 1 else '?'}], "
+                f"got {list(_shape(self.result))}"
+            )
+
+
+class _MaskGradOp(IRDLOperation):
+    dy = operand_def(FloatTensor)
+    saved = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy `,` $saved attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        _check_saved(self, self.saved, "the saved forward value")
+        if not (_shape(self.dy) == _shape(self.saved) and self.result.type == self.dy.type):
+            raise VerifyException(
+                f"{self.name}: dy, the saved value and the result must have one shape, got "
+                f"{list(_shape(self.dy))}, {list(_shape(self.saved))} and {list(_shape(self.result))}"
+            )
+
+
+@irdl_op_definition
+class ReluGradOp(_MaskGradOp):
+    """`dx = dy where y > 0 else 0`, with `y` the ReLU's output (or input: same mask), as
+    torch's threshold_backward."""
+
+    name = "train.relu_grad"
+
+    def __init__(self, dy: SSAValue, y: SSAValue):
+        super().__init__(operands=[dy, y], result_types=[dy.type])
+
+
+@irdl_op_definition
+class ClipGradOp(_MaskGradOp):
+    """`dx = dy where min < v < max else 0`, boundaries excluded, as torch's
+    hardtanh/relu6 backward (torch.clamp's own backward includes them; they differ only
+    where v hits a bound exactly). `v` is the clip's input or its output: clamping maps the
+    open interval onto itself and everything else onto a bound, so the mask is the same,
+    and autodiff saves the output, which the next layer keeps anyway."""
+
+    name = "train.clip_grad"
+    min = prop_def(FloatAttr)
+    max = prop_def(FloatAttr)
+
+    def __init__(self, dy: SSAValue, v: SSAValue, min: float, max: float):
+        super().__init__(operands=[dy, v], result_types=[dy.type],
+                         properties={"min": FloatAttr(min, f32), "max": FloatAttr(max, f32)})
+
+    def verify_(self) -> None:
+        super().verify_()
+        if not self.min.value.data <= self.max.value.data:
+            raise VerifyException(f"train.clip_grad: min {self.min.value.data} is above max {self.max.value.data}")
+
+
+@irdl_op_definition
+class GlobalAvgPoolGradOp(IRDLOperation):
+    """`dx[n, c, h, w] = dy[n, c, 0, 0] / (H W)`; the input shape is the result type."""
+
+    name = "train.global_avg_pool_grad"
+    dy = operand_def(FloatTensor)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, result_type: Attribute):
+        super().__init__(operands=[dy], result_types=[result_type])
+
+    def verify_(self) -> None:
+        ys, xs = _shape(self.dy), _shape(self.result)
+        if len(xs) < 3 or ys != xs[:2] + (1,) * (len(xs) - 2):
+            raise VerifyException(
+                f"train.global_avg_pool_grad: dy {list(ys)} must be the N x C x 1 x 1 pooling of the result {list(xs)}"
+            )
+
+
+class _PoolGradOp(IRDLOperation):
+    kernel = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def pool_params(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return ints(self.kernel), ints(self.strides), ints(self.pads)
+
+    def check_pool(self, xs: Sequence[int]) -> None:
+        k, s, p = self.pool_params()
+        _check_ints(self, "kernel", k, 2, True)
+        _check_ints(self, "strides", s, 2, True)
+        _check_ints(self, "pads", p, 4, False)
+        _check_rank(self, xs, 4, "the pooled input")
+        want = (xs[0], xs[1], pooled_size(xs[2], k[0], s[0], p[0], p[2]), pooled_size(xs[3], k[1], s[1], p[1], p[3]))
+        ys = _shape(self.dy)  # type: ignore[attr-defined]
+        if ys != want:
+            raise VerifyException(f"{self.name}: pooling {list(xs)} gives {list(want)}, but dy has shape {list(ys)}")
+
+
+def _pool_props(kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int]) -> dict[str, Attribute]:
+    return {"kernel": int_array(kernel), "strides": int_array(strides), "pads": int_array(pads)}
+
+
+@irdl_op_definition
+class AvgPoolGradOp(_PoolGradOp):
+    """`dx` of `nn.avg_pool`: each window spreads dy / count over its elements (count as in
+    the forward op: padding counted only with `count_include_pad`)."""
+
+    name = "train.avg_pool_grad"
+    dy = operand_def(FloatTensor)
+    result = result_def(FloatTensor)
+    count_include_pad = prop_def(BoolAttr)
+    assembly_format = "$dy attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, result_type: Attribute, kernel: Sequence[int], strides: Sequence[int],
+                 pads: Sequence[int], count_include_pad: bool = False):
+        super().__init__(operands=[dy], result_types=[result_type], properties=_pool_props(kernel, strides, pads)
+                         | {"count_include_pad": BoolAttr.from_bool(count_include_pad)})
+
+    def verify_(self) -> None:
+        self.check_pool(_shape(self.result))
+
+
+@irdl_op_definition
+class MaxPoolGradOp(_PoolGradOp):
+    """`dx` of `nn.max_pool`: each window routes dy to its maximum of `x` (the first in
+    row-major window order on ties, as torch's CPU kernel); padding never wins."""
+
+    name = "train.max_pool_grad"
+    dy = operand_def(FloatTensor)
+    input = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    assembly_format = "$dy `,` $input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, input: SSAValue, result_type: Attribute, kernel: Sequence[int],
+                 strides: Sequence[int], pads: Sequence[int]):
+        super().__init__(operands=[dy, input], result_types=[result_type],
+                         properties=_pool_props(kernel, strides, pads))
+
+    def verify_(self) -> None:
+        _check_saved(self, self.input, "input")
+        if _shape(self.result) != _shape(self.input):
+            raise VerifyException(
+                f"train.max_pool_grad: the result must have the input's shape {list(_shape(self.input))}"
+            )
+        self.check_pool(_shape(self.input))
+
+
+@irdl_op_definition
+class ReduceToShapeOp(IRDLOperation):
+    """Sum a gradient over the axes that numpy broadcasting expanded: the result shape
+    broadcasts to the operand's (the backward of a broadcasting nn.add / nn.mul ...)."""
+
+    name = "train.reduce_to_shape"
+    input = operand_def(FloatTensor)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, input: SSAValue, result_type: Attribute):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        gs, rs = _shape(self.input), _shape(self.result)
+        if len(rs) > len(gs) or broadcast_shape(rs, gs) != gs:
+            raise VerifyException(f"train.reduce_to_shape: {list(rs)} does not broadcast to {list(gs)}")
+
+
+Train = Dialect(
+    "train",
+    [
+        ParamOp, LoadOp, SGDOp, AdamOp, IncrementOp,
+        SoftmaxCrossEntropyOp, MSEOp,
+        Conv2dInputGradOp, Conv2dWeightGradOp, BiasGradOp, ReluGradOp, ClipGradOp,
+        GlobalAvgPoolGradOp, AvgPoolGradOp, MaxPoolGradOp, ReduceToShapeOp,
+    ],
+    [],
+)

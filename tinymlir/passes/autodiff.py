@@ -1,0 +1,477 @@
+"""`autodiff`: build `@train_step` from `@forward` by reverse-mode automatic differentiation.
+
+Input: a level-0 module with `func.func @forward(inputs...) -> tensor<NxKxf32>` (one result,
+the logits) in the float `nn` dialect, conv/gemm weights and biases as `arith.constant`
+(or already `train.load`s of `train.param`s).
+
+Output (level 2):
+- every conv/gemm/matmul weight and bias constant becomes a module-level
+  `train.param @layer<i>.weight` / `@layer<i>.bias`, `i` counting those layers in forward
+  order (the numbering of the sparse-update schemes in shared/models/README.md), marked
+  `trainable` per `trainable=`; `@forward` now loads them (`train.load`), so inference sees
+  the trained values;
+- `func.func @train_step(inputs..., %label, %lr: f32) -> f32`: the forward ops, the loss
+  (`train.softmax_cross_entropy` with an `i32` label — `tensor<Nxi32>` when N > 1 — or
+  `train.mse` with a target of the logits' type), the backward ops, then one optimizer
+  update per trainable parameter that reaches the loss, in the order backward finishes
+  their gradients; it returns the loss. Forward values the backward needs are simply SSA
+  values used later (a ReLU/clip's *output* is what its gradient and the next layer's weight
+  gradient use). Only values that depend on a trainable parameter get gradients, so
+  backward stops at the first trainable layer.
+- optimizer state as `train.param`s of zeros: `@<p>.momentum` (sgdm), `@<p>.m`, `@<p>.v` and
+  the step counter `@adam.step` (adam, incremented by `train.increment` at the start of
+  `@train_step`).
+
+Options: `loss=cross-entropy|mse`; `optimizer=sgd|sgdm|adam` with `momentum` (0.9) and
+`beta1`, `beta2`, `eps` (torch's defaults); `trainable=all|none`: mark the new params of
+conv/gemm layers trainable or not (existing `train.param`s keep their flag); `num-classes=N`
+replaces the classifier — the last `nn.gemm`, which must produce `@forward`'s result — by
+one with N outputs: weight uniform in [-1/sqrt(K), 1/sqrt(K)] (torch's nn.Linear bound, K
+the input features) drawn float32 from `numpy.random.default_rng(seed)`, bias zeros; it is
+always trainable (the paper trains the new classifier in every scheme).
+
+Gradient rules (`VJP_RULES`): nn.conv2d -> train.conv2d_input_grad / conv2d_weight_grad /
+bias_grad; nn.gemm / nn.matmul (2-D) -> nn.gemm with transposition flags (+
+train.reduce_to_shape and a beta scale for C); nn.add / sub / mul / div with broadcasting ->
+nn ops + train.reduce_to_shape; nn.relu / nn.clip -> train.relu_grad / train.clip_grad on the
+output; pools -> train.*_pool_grad; nn.flatten / reshape -> nn.reshape; nn.transpose -> the
+inverse nn.transpose; nn.batch_norm (inference, constant statistics) -> nn.mul by
+scale / sqrt(var + eps), its own parameters frozen. Any other op on the gradient path is an
+error naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseIntOrFPElementsAttr,
+    FunctionType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    f32,
+    i32,
+)
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.traits import SymbolOpInterface
+from xdsl.utils.exceptions import PassFailedException
+
+from tinymlir.dialects import nn, train
+from tinymlir.dialects.nn import ints, shape_of
+from tinymlir.interpreter.nn_impls import dense_to_numpy
+
+LOSSES = ("cross-entropy", "mse")
+OPTIMIZERS = ("sgd", "sgdm", "adam")
+TRAINABLE = ("all", "none")
+ADAM_STEP = "adam.step"
+LAYER_OPS = (nn.Conv2dOp, nn.GemmOp, nn.MatMulOp)
+
+
+def find_func(module: ModuleOp, name: str) -> func.FuncOp | None:
+    for op in module.body.block.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
+            return op
+    return None
+
+
+def _float_tensor(value: SSAValue) -> bool:
+    t = value.type
+    return isinstance(t, TensorType) and isinstance(t.element_type, AnyFloat)
+
+
+def _constant(data: np.ndarray, type: TensorType) -> arith.ConstantOp:
+    return arith.ConstantOp(train.param_value_attr(data, type), type)
+
+
+# -- parameters -----------------------------------------------------------------------
+class Params:
+    """The module's `train.param` symbols; new ones go before `@forward`, in creation order."""
+
+    def __init__(self, module: ModuleOp, anchor: Operation):
+        self.module = module
+        self.anchor = anchor
+        self.ops: dict[str, train.ParamOp] = {
+            op.sym_name.data: op for op in module.body.block.ops if isinstance(op, train.ParamOp)
+        }
+        self.taken: set[str] = set()
+        for op in module.body.block.ops:
+            trait = op.get_trait(SymbolOpInterface)
+            if trait is not None and (sym := trait.get_sym_attr_name(op)) is not None:
+                self.taken.add(sym.data)
+        self.adam_step: str | None = None
+        self.last_state: dict[str, train.ParamOp] = {}
+
+    def add(self, name: str, type: TensorType, value: np.ndarray | DenseIntOrFPElementsAttr,
+            trainable: bool, after: str | None = None) -> str:
+        """Add a param named `name` (made unique) before `@forward`, or right after param `after`."""
+        unique, k = name, 1
+        while unique in self.taken:
+            unique, k = f"{name}_{k}", k + 1
+        op = train.ParamOp(unique, type, value, trainable)
+        if after is None:
+            self.module.body.block.insert_op_before(op, self.anchor)
+        else:
+            self.module.body.block.insert_op_after(op, self.last_state.get(after, self.ops[after]))
+            self.last_state[after] = op
+        self.ops[unique] = op
+        self.taken.add(unique)
+        return unique
+
+    def zeros_like(self, name: str, suffix: str) -> str:
+        """Optimizer state for param `name`: zeros of its type, placed after it."""
+        t = self.ops[name].type
+        return self.add(f"{name}.{suffix}", t, np.zeros(tuple(t.get_shape()), dtype=np.float32), False, after=name)
+
+
+def _layer_operands(op: Operation) -> list[tuple[str, SSAValue]]:
+    if isinstance(op, nn.Conv2dOp):
+        return [("weight", op.weight)] + ([("bias", op.bias)] if op.bias is not None else [])
+    if isinstance(op, nn.GemmOp):
+        return [("weight", op.b)] + ([("bias", op.c)] if op.c is not None else [])
+    assert isinstance(op, nn.MatMulOp)
+    return [("weight", op.rhs)]
+
+
+def make_params(forward: func.FuncOp, params: Params, trainable: bool, always: set[Operation]) -> None:
+    """Turn the float weight/bias constants of the layers of `forward` into params + loads;
+    the constants in `always` (a new classifier's) become trainable whatever `trainable` says."""
+    layers = [op for op in forward.walk() if isinstance(op, LAYER_OPS)]
+    for index, layer in enumerate(layers):
+        for role, value in _layer_operands(layer):
+            const = value.owner
+            if not (isinstance(const, arith.ConstantOp) and isinstance(const.value, DenseIntOrFPElementsAttr)
+                    and _float_tensor(const.result)):
+                continue  # already a param, or a computed operand: not a parameter
+            assert isinstance(const.result.type, TensorType)
+            name = params.add(f"layer{index}.{role}", const.result.type, const.value, trainable or const in always)
+            load = train.LoadOp(name, const.result.type)
+            block = const.parent_block()
+            assert block is not None
+            block.insert_op_before(load, const)
+            const.result.replace_all_uses_with(load.result)
+            const.detach()
+            const.erase()
+
+
+def replace_classifier(forward: func.FuncOp, num_classes: int, seed: int) -> set[Operation]:
+    """Replace the last nn.gemm, which must produce @forward's result, by one with
+    `num_classes` outputs; returns its new weight and bias constants."""
+    gemms = [op for op in forward.walk() if isinstance(op, nn.GemmOp)]
+    ret = forward.get_return_op()
+    if not gemms or ret is None or gemms[-1].result not in ret.arguments:
+        raise PassFailedException(
+            "num-classes needs the classifier, the last nn.gemm, to produce @forward's result")
+    old = gemms[-1]
+    a_shape = shape_of(old.a)
+    m, k = a_shape[::-1] if old.trans_a.value.data else a_shape
+    trans_b = old.trans_b.value.data
+    w_type = TensorType(f32, (num_classes, k) if trans_b else (k, num_classes))
+    bound = 1.0 / np.sqrt(k)
+    w = np.random.default_rng(seed).uniform(-bound, bound, size=tuple(w_type.get_shape())).astype(np.float32)
+    c_shape = (num_classes,) if old.c is None or len(shape_of(old.c)) == 1 else (1, num_classes)
+    c_type = TensorType(f32, c_shape)
+    w_const, c_const = _constant(w, w_type), _constant(np.zeros(c_shape, dtype=np.float32), c_type)
+    new = nn.GemmOp(old.a, w_const.result, c_const.result, TensorType(f32, (m, num_classes)),
+                    alpha=old.alpha.value.data, beta=old.beta.value.data if old.c is not None else 1.0,
+                    trans_a=old.trans_a.value.data, trans_b=trans_b)
+    block = old.parent_block()
+    assert block is not None
+    block.insert_ops_before([w_const, c_const, new], old)
+    old.result.replace_all_uses_with(new.result)
+    dead = [v.owner for v in old.operands[1:]]
+    old.detach()
+    old.erase()
+    for op in dead:  # the old classifier's constants, unless something else uses them
+        if isinstance(op, arith.ConstantOp) and op.result.first_use is None:
+            op.detach()
+            op.erase()
+    forward.update_function_type()
+    return {w_const, c_const}
+
+
+# -- reverse mode ---------------------------------------------------------------------
+class Backward:
+    """Emits backward ops at the end of a block and accumulates gradients per value."""
+
+    def __init__(self, block: Block, needs: set[SSAValue]):
+        self.block = block
+        self.needs = needs
+        self.grads: dict[SSAValue, SSAValue] = {}
+
+    def emit(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0]
+
+    def add(self, value: SSAValue, grad: SSAValue) -> None:
+        if value not in self.needs:
+            return
+        assert isinstance(value.type, TensorType)
+        if grad.type != value.type:
+            grad = self.reduce(grad, value.type)
+        if value in self.grads:
+            grad = self.emit(nn.AddOp(self.grads[value], grad, value.type))
+        self.grads[value] = grad
+
+    def reduce(self, grad: SSAValue, type: TensorType) -> SSAValue:
+        """Sum a broadcast gradient down to `type` (the backward of broadcasting)."""
+        if shape_of(grad) == tuple(type.get_shape()):
+            return grad
+        return self.emit(train.ReduceToShapeOp(grad, type))
+
+    def scale(self, grad: SSAValue, factor: float) -> SSAValue:
+        c = self.emit(_constant(np.array(factor, dtype=np.float32), TensorType(f32, ())))
+        return self.emit(nn.MulOp(grad, c, grad.type))
+
+    def wants(self, value: SSAValue | None) -> bool:
+        return value is not None and value in self.needs
+
+
+def _vjp_conv2d(bw: Backward, op: nn.Conv2dOp, dy: SSAValue) -> None:
+    kw = {"strides": ints(op.strides), "pads": ints(op.pads), "dilations": ints(op.dilations),
+          "groups": op.groups.value.data}
+    if bw.wants(op.input):
+        bw.add(op.input, bw.emit(train.Conv2dInputGradOp(dy, op.weight, op.input.type, **kw)))
+    if bw.wants(op.weight):
+        bw.add(op.weight, bw.emit(train.Conv2dWeightGradOp(dy, op.input, op.weight.type, **kw)))
+    if bw.wants(op.bias):
+        assert op.bias is not None
+        bw.add(op.bias, bw.emit(train.BiasGradOp(dy, op.bias.type)))
+
+
+def _vjp_gemm(bw: Backward, op: nn.GemmOp, dy: SSAValue) -> None:
+    ta, tb, alpha = op.trans_a.value.data, op.trans_b.value.data, op.alpha.value.data
+    if bw.wants(op.a):
+        g = (nn.GemmOp(op.b, dy, None, op.a.type, alpha=alpha, trans_a=tb, trans_b=True) if ta
+             else nn.GemmOp(dy, op.b, None, op.a.type, alpha=alpha, trans_b=not tb))
+        bw.add(op.a, bw.emit(g))
+    if bw.wants(op.b):
+        g = (nn.GemmOp(dy, op.a, None, op.b.type, alpha=alpha, trans_a=True, trans_b=ta) if tb
+             else nn.GemmOp(op.a, dy, None, op.b.type, alpha=alpha, trans_a=not ta))
+        bw.add(op.b, bw.emit(g))
+    if bw.wants(op.c):
+        assert op.c is not None and isinstance(op.c.type, TensorType)
+        g = bw.reduce(dy, op.c.type)
+        if op.beta.value.data != 1.0:
+            g = bw.scale(g, op.beta.value.data)
+        bw.add(op.c, g)
+
+
+def _vjp_matmul(bw: Backward, op: nn.MatMulOp, dy: SSAValue) -> None:
+    if len(shape_of(op.lhs)) != 2 or len(shape_of(op.rhs)) != 2:
+        raise PassFailedException("nn.matmul: only 2-D operands are differentiated")
+    if bw.wants(op.lhs):
+        bw.add(op.lhs, bw.emit(nn.GemmOp(dy, op.rhs, None, op.lhs.type, trans_b=True)))
+    if bw.wants(op.rhs):
+        bw.add(op.rhs, bw.emit(nn.GemmOp(op.lhs, dy, None, op.rhs.type, trans_a=True)))
+
+
+def _vjp_add(bw: Backward, op: nn.AddOp, dy: SSAValue) -> None:
+    bw.add(op.lhs, dy)
+    bw.add(op.rhs, dy)
+
+
+def _vjp_sub(bw: Backward, op: nn.SubOp, dy: SSAValue) -> None:
+    bw.add(op.lhs, dy)
+    if bw.wants(op.rhs):
+        assert isinstance(op.rhs.type, TensorType)
+        bw.add(op.rhs, bw.scale(bw.reduce(dy, op.rhs.type), -1.0))
+
+
+def _vjp_mul(bw: Backward, op: nn.MulOp, dy: SSAValue) -> None:
+    if bw.wants(op.lhs):
+        bw.add(op.lhs, bw.emit(nn.MulOp(dy, op.rhs, dy.type)))
+    if bw.wants(op.rhs):
+        bw.add(op.rhs, bw.emit(nn.MulOp(dy, op.lhs, dy.type)))
+
+
+def _vjp_div(bw: Backward, op: nn.DivOp, dy: SSAValue) -> None:
+    if bw.wants(op.lhs):
+        bw.add(op.lhs, bw.emit(nn.DivOp(dy, op.rhs, dy.type)))
+    if bw.wants(op.rhs):  # d(a/b)/db = -y/b
+        t = bw.emit(nn.DivOp(bw.emit(nn.MulOp(dy, op.result, dy.type)), op.rhs, dy.type))
+        assert isinstance(op.rhs.type, TensorType)
+        bw.add(op.rhs, bw.scale(bw.reduce(t, op.rhs.type), -1.0))
+
+
+def _vjp_relu(bw: Backward, op: nn.ReluOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.ReluGradOp(dy, op.result)))
+
+
+def _vjp_clip(bw: Backward, op: nn.ClipOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.ClipGradOp(dy, op.result, op.min.value.data, op.max.value.data)))
+
+
+def _vjp_global_avg_pool(bw: Backward, op: nn.GlobalAvgPoolOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.GlobalAvgPoolGradOp(dy, op.input.type)))
+
+
+def _vjp_avg_pool(bw: Backward, op: nn.AvgPoolOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.AvgPoolGradOp(dy, op.input.type, ints(op.kernel), ints(op.strides),
+                                                 ints(op.pads), op.count_include_pad.value.data)))
+
+
+def _vjp_max_pool(bw: Backward, op: nn.MaxPoolOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.MaxPoolGradOp(dy, op.input, op.input.type, ints(op.kernel),
+                                                 ints(op.strides), ints(op.pads))))
+
+
+def _vjp_reshape(bw: Backward, op: nn.FlattenOp | nn.ReshapeOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(nn.ReshapeOp(dy, op.input.type)))
+
+
+def _vjp_transpose(bw: Backward, op: nn.TransposeOp, dy: SSAValue) -> None:
+    perm = ints(op.perm)
+    inverse = [perm.index(i) for i in range(len(perm))]
+    bw.add(op.input, bw.emit(nn.TransposeOp(dy, op.input.type, inverse)))
+
+
+def _vjp_batch_norm(bw: Backward, op: nn.BatchNormOp, dy: SSAValue) -> None:
+    if any(bw.wants(v) for v in (op.scale, op.bias, op.mean, op.var)):
+        raise PassFailedException("nn.batch_norm: its own parameters cannot be trained (fold it, or freeze them)")
+    consts = []
+    for v in (op.scale, op.var):
+        if not (isinstance(v.owner, arith.ConstantOp) and isinstance(v.owner.value, DenseIntOrFPElementsAttr)):
+            raise PassFailedException("nn.batch_norm: the gradient needs constant scale and variance")
+        consts.append(dense_to_numpy(v.owner.value).astype(np.float64))
+    eps = float(np.float32(op.epsilon.value.data))
+    rank = len(shape_of(op.input))
+    factor = (consts[0] / np.sqrt(consts[1] + eps)).reshape((1, -1) + (1,) * (rank - 2))
+    c = bw.emit(_constant(factor.astype(np.float32), TensorType(f32, factor.shape)))
+    bw.add(op.input, bw.emit(nn.MulOp(dy, c, dy.type)))
+
+
+VJP_RULES: dict[type[Operation], Callable[[Backward, Operation, SSAValue], None]] = {
+    nn.Conv2dOp: _vjp_conv2d, nn.GemmOp: _vjp_gemm, nn.MatMulOp: _vjp_matmul,
+    nn.AddOp: _vjp_add, nn.SubOp: _vjp_sub, nn.MulOp: _vjp_mul, nn.DivOp: _vjp_div,
+    nn.ReluOp: _vjp_relu, nn.ClipOp: _vjp_clip,
+    nn.GlobalAvgPoolOp: _vjp_global_avg_pool, nn.AvgPoolOp: _vjp_avg_pool, nn.MaxPoolOp: _vjp_max_pool,
+    nn.FlattenOp: _vjp_reshape, nn.ReshapeOp: _vjp_reshape, nn.TransposeOp: _vjp_transpose,
+    nn.BatchNormOp: _vjp_batch_norm,
+}  # type: ignore[dict-item]
+
+
+def backward(block: Block, forward_ops: list[Operation], seed: tuple[SSAValue, SSAValue],
+             trainable: dict[SSAValue, str]) -> list[tuple[str, SSAValue]]:
+    """Append the backward of `forward_ops` to `block`, starting from d loss / d `seed[0]` =
+    `seed[1]`; returns (param name, gradient) in the order the gradients become final."""
+    needs = set(trainable)
+    for op in forward_ops:
+        if any(v in needs for v in op.operands):
+            needs.update(op.results)
+    bw = Backward(block, needs)
+    bw.grads[seed[0]] = seed[1]
+    done: dict[str, SSAValue] = {}
+    for op in reversed(forward_ops):
+        if isinstance(op, train.LoadOp):
+            if op.result in trainable and op.result in bw.grads:
+                name = trainable[op.result]
+                g = bw.grads[op.result]
+                done[name] = bw.emit(nn.AddOp(done.pop(name), g, g.type)) if name in done else g
+            continue
+        grads = [r for r in op.results if r in bw.grads]
+        if not grads:
+            continue
+        rule = VJP_RULES.get(type(op))
+        if rule is None or len(op.results) != 1:
+            raise PassFailedException(
+                f"no gradient rule for '{op.name}', which lies between a trainable parameter and the loss")
+        rule(bw, op, bw.grads[grads[0]])
+    return list(done.items())
+
+
+# -- the pass -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AutodiffPass(ModulePass):
+    """Build `@train_step` (forward, loss, backward, optimizer updates) from `@forward`,
+    with parameters and optimizer state as `train.param` symbols. See the module docstring."""
+
+    name = "autodiff"
+
+    loss: str = "cross-entropy"
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    trainable: str = "all"
+    num_classes: int | None = None
+    seed: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for option, value, allowed in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
+                                       ("trainable", self.trainable, TRAINABLE)):
+            if value not in allowed:
+                raise PassFailedException(f"{option}={value} is not one of {', '.join(allowed)}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise PassFailedException(f"num-classes must be positive, got {self.num_classes}")
+        forward = find_func(op, "forward")
+        if forward is None:
+            raise PassFailedException("the module has no func.func @forward")
+        if find_func(op, "train_step") is not None:
+            raise PassFailedException("the module already has a @train_step")
+        if len(forward.function_type.outputs) != 1:
+            raise PassFailedException("@forward must return exactly one value (the logits)")
+        if self.trainable == "none" and self.num_classes is None and not any(
+                isinstance(p, train.ParamOp) and p.is_trainable for p in op.body.block.ops):
+            raise PassFailedException("nothing to train: trainable=none needs num-classes or trainable train.params")
+
+        params = Params(op, forward)
+        classifier = set() if self.num_classes is None else replace_classifier(forward, self.num_classes, self.seed)
+        make_params(forward, params, self.trainable == "all", classifier)
+        step = self.build_train_step(forward, params)
+        op.body.block.insert_op_after(step, forward)
+
+    def build_train_step(self, forward: func.FuncOp, params: Params) -> func.FuncOp:
+        step = forward.clone()
+        step.sym_name = StringAttr("train_step")
+        block = step.body.block
+        ret = step.get_return_op()
+        assert ret is not None
+        logits = ret.arguments[0]
+        if not (_float_tensor(logits) and len(shape_of(logits)) == 2):
+            raise PassFailedException(f"@forward must return [N, K] float logits, got {logits.type}")
+        n = shape_of(logits)[0]
+        if self.loss == "cross-entropy":
+            label_type = i32 if n == 1 else TensorType(i32, (n,))
+        else:
+            label_type = logits.type
+        label = block.insert_arg(label_type, len(block.args))
+        lr = block.insert_arg(f32, len(block.args))
+        label.name_hint, lr.name_hint = "label" if self.loss == "cross-entropy" else "target", "lr"
+        ret.detach()
+        ret.erase()
+        forward_ops = list(block.ops)
+
+        loss_op = (train.SoftmaxCrossEntropyOp(logits, label) if self.loss == "cross-entropy"
+                   else train.MSEOp(logits, label))
+        block.add_op(loss_op)
+        loss_op.results[0].name_hint = "loss"
+        trainable = {o.result: o.param.root_reference.data for o in forward_ops
+                     if isinstance(o, train.LoadOp) and params.ops[o.param.root_reference.data].is_trainable}
+        grads = backward(block, forward_ops, (logits, loss_op.results[1]), trainable)
+        if not grads:
+            raise PassFailedException("nothing to train: no trainable parameter reaches the loss")
+        for name, g in grads:
+            block.add_op(self.update(name, g, lr, params, block))
+        block.add_op(func.ReturnOp(loss_op.results[0]))
+        step.function_type = FunctionType.from_lists([a.type for a in block.args], [f32])
+        return step
+
+    def update(self, name: str, grad: SSAValue, lr: SSAValue, params: Params, block: Block) -> Operation:
+        if self.optimizer == "sgd":
+            return train.SGDOp(name, grad, lr)
+        if self.optimizer == "sgdm":
+            return train.SGDOp(name, grad, lr, momentum=self.momentum, velocity=params.zeros_like(name, "momentum"))
+        if params.adam_step is None:
+            params.adam_step = params.add(ADAM_STEP, TensorType(i32, ()), np.zeros((), dtype=np.int32), False)
+            assert block.first_op is not None
+            block.insert_op_before(train.IncrementOp(params.adam_step), block.first_op)
+        return train.AdamOp(name, grad, lr, m=params.zeros_like(name, "m"), v=params.zeros_like(name, "v"),
+                            step=params.adam_step, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
