@@ -9,6 +9,7 @@ Each op's meaning is the ONNX operator of the same name; the numpy reference is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
@@ -68,6 +69,9 @@ def pooled_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: in
 
 
 def _check_len(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
+    attr = getattr(op, name)
+    if attr.elt_type != i64:
+        raise VerifyException(f"{op.name}: '{name}' must be an array<i64: ...>, got element type {attr.elt_type}")
     if len(values) != n or any(v < (1 if positive else 0) for v in values):
         kind = "positive" if positive else "non-negative"
         raise VerifyException(f"{op.name}: '{name}' must hold {n} {kind} integers, got {list(values)}")
@@ -104,6 +108,21 @@ def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | Non
             return None
         out.append(max(x, y))
     return tuple(reversed(out))
+
+
+def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """Result shape of numpy's matmul (1-D operands promoted, batch dims broadcast)."""
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    batch = broadcast_shape(a2[:-2], b2[:-2])
+    if batch is None:
+        return None
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
 
 
 def _same_element_type(op: IRDLOperation, a: SSAValue, b: SSAValue) -> None:
@@ -195,6 +214,11 @@ class MatMulOp(IRDLOperation):
         a, b = shape_of(self.lhs), shape_of(self.rhs)
         if not a or not b or (a[-1] != (b[-2] if len(b) > 1 else b[0])):
             raise VerifyException(f"nn.matmul: inner dimensions of {list(a)} and {list(b)} differ")
+        _same_element_type(self, self.lhs, self.rhs)
+        _same_element_type(self, self.lhs, self.result)
+        want = matmul_shape(a, b)
+        if want != shape_of(self.result):
+            raise VerifyException(f"nn.matmul: result shape must be {list(want)}, got {list(shape_of(self.result))}")
 
 
 class _BinaryOp(IRDLOperation):
@@ -211,6 +235,8 @@ class _BinaryOp(IRDLOperation):
         super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     def verify_(self) -> None:
+        _same_element_type(self, self.lhs, self.rhs)
+        _same_element_type(self, self.lhs, self.result)
         want = broadcast_shape(shape_of(self.lhs), shape_of(self.rhs))
         if want != shape_of(self.result):
             raise VerifyException(
@@ -364,6 +390,8 @@ class _PoolOp(IRDLOperation):
         xs, ys = shape_of(self.input), shape_of(self.result)
         if len(xs) != 4:
             raise VerifyException(f"{self.name}: expects a 4-D NCHW input, got {list(xs)}")
+        if xs[2] + p[0] + p[2] < k[0] or xs[3] + p[1] + p[3] < k[1]:
+            raise VerifyException(f"{self.name}: kernel {list(k)} is larger than the padded input {list(xs[2:])}")
         oh = pooled_size(xs[2], k[0], s[0], p[0], p[2])
         ow = pooled_size(xs[3], k[1], s[1], p[1], p[3])
         if ys != (xs[0], xs[1], oh, ow):
@@ -411,13 +439,9 @@ class FlattenOp(IRDLOperation):
         xs, axis = shape_of(self.input), self.axis.value.data
         if not -len(xs) <= axis <= len(xs):
             raise VerifyException(f"nn.flatten: axis {axis} is out of range for rank {len(xs)}")
-        axis %= len(xs) + 1 if axis < 0 else len(xs) + 1
-        lead = 1
-        for d in xs[:axis]:
-            lead *= d
-        rest = 1
-        for d in xs[axis:]:
-            rest *= d
+        if axis < 0:
+            axis += len(xs)
+        lead, rest = math.prod(xs[:axis]), math.prod(xs[axis:])
         if shape_of(self.result) != (lead, rest):
             raise VerifyException(f"nn.flatten: result shape must be {[lead, rest]}, got {list(shape_of(self.result))}")
 

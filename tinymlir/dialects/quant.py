@@ -249,6 +249,8 @@ class _ActivationRange:
     def verify_activation_range(self) -> None:
         qt = qtype(self.result)  # type: ignore[attr-defined]
         lo, hi = self.activation_range()
+        if lo > hi:
+            raise VerifyException(f"activation range is empty: act_min {lo} is above act_max {hi}")
         if not qt.storage_min <= lo <= hi <= qt.storage_max:
             raise VerifyException(
                 f"activation range [{lo}, {hi}] must lie inside the {qt.storage_name} "
