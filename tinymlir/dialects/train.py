@@ -16,6 +16,13 @@ are *saved forward values* (a conv's input or weight, a clip's output...) may be
 quantized tensors: a quantized one is dequantized to its real value first, so the int8
 path (QAS) can reuse these ops. Incoming and outgoing gradients are float tensors.
 Numpy semantics: `tinymlir/interpreter/train_impls.py`.
+
+The int8 path adds: `train.clamp_mask` (the forward saves, 1 bit per element, where a
+quant op's pre-saturation value lay inside its clamp range) and `train.mask_grad` (applies
+it to the output's gradient); `train.fully_connected_input_grad` / `_weight_grad`;
+`train.scale_grad` (multiplies a gradient by a quantized param's scales to a power: 1 is
+the chain rule to the stored integers, -2 is QAS); and `train.sgd` on quantized params,
+in the integer domain with nearest or stochastic rounding, saturating.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     UnitAttr,
     f32,
+    i1,
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import (
@@ -52,6 +60,7 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.traits import (
     EffectInstance,
@@ -67,6 +76,7 @@ from tinymlir.dialects.nn import broadcast_shape, conv_props, int_array, ints, p
 from tinymlir.dialects.quant import UniformQuantizedType
 
 FloatTensor = TensorType[AnyFloat]
+ROUNDINGS = ("nearest", "stochastic")
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -244,13 +254,15 @@ class LoadOp(IRDLOperation):
 
 
 def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, channels: DenseArrayBase | None,
-                         what: str = "updated parameter") -> ParamOp | None:
+                         what: str = "updated parameter", allow_quantized: bool = False) -> ParamOp | None:
     p = lookup_param(op, ref)
     if p is None:
         return None
     if p.quantized_type is not None:
-        raise VerifyException(f"{op.name}: {ref} is quantized; updating quantized parameters is not supported yet")
-    if not _is_float_tensor(p.type):
+        if not allow_quantized:
+            raise VerifyException(f"{op.name}: {ref} is quantized; only train.sgd (without momentum) updates "
+                                  "quantized parameters")
+    elif not _is_float_tensor(p.type):
         raise VerifyException(f"{op.name}: the {what} {ref} must be a float tensor, got {p.type}")
     want = _shape(p.type)
     if channels is not None:
@@ -284,6 +296,21 @@ class SGDOp(IRDLOperation):
 
     With `channels`, `grad` holds the rows of those output channels (axis 0) only and
     just those rows of the parameter (and velocity) change: the sparse update.
+
+    A quantized parameter (int8 weights, int32 biases; no momentum) is updated in its
+    storage domain: `grad` is the gradient w.r.t. the stored integers q (autodiff makes it
+    with `train.scale_grad`), and
+
+        q' = clamp(R(q - lr * g), -(2^(b-1) - 1), 2^(b-1) - 1)        (b = storage bits)
+
+    i.e. the real value s (q - z) moves by -lr * s * g and stays on its grid. The range is
+    symmetric: int8 [-127, 127] as PTQ's weights, int32 [-(2^31 - 1), 2^31 - 1]; it
+    saturates, never wraps. `rounding` R: "nearest" (half to even, the default) or
+    "stochastic": floor(v + u) with u uniform in [0, 1) drawn from the counter-based
+    generator whose 32-bit state is the one-element i32 param `rng`: element i (row-major
+    over the updated rows) uses u = (fmix32(state + i) >> 8) * 2^-24, fmix32 being
+    MurmurHash3's finalizer, and the update then advances state by the element count
+    (mod 2^32). C reproduces it bit for bit with one uint32 add, the mixer and a shift.
     """
 
     name = "train.sgd"
@@ -293,13 +320,16 @@ class SGDOp(IRDLOperation):
     momentum = opt_prop_def(FloatAttr)
     velocity = opt_prop_def(SymbolRefAttr)
     channels = opt_prop_def(DenseArrayBase)
+    rounding = opt_prop_def(StringAttr)
+    rng = opt_prop_def(SymbolRefAttr)
     traits = traits_def(ParamEffects())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$param `,` $grad `,` $lr attr-dict `:` type($grad)"
 
     def __init__(self, param: str | SymbolRefAttr, grad: SSAValue, lr: SSAValue, *,
                  momentum: float | None = None, velocity: str | SymbolRefAttr | None = None,
-                 channels: Sequence[int] | None = None):
+                 channels: Sequence[int] | None = None, rounding: str | None = None,
+                 rng: str | SymbolRefAttr | None = None):
         props: dict[str, Attribute | None] = {"param": SymbolRefAttr(param) if isinstance(param, str) else param}
         if momentum is not None:
             assert velocity is not None
@@ -307,20 +337,36 @@ class SGDOp(IRDLOperation):
             props["velocity"] = SymbolRefAttr(velocity) if isinstance(velocity, str) else velocity
         if channels is not None:
             props["channels"] = int_array(channels)
+        if rounding is not None:
+            props["rounding"] = StringAttr(rounding)
+        if rng is not None:
+            props["rng"] = SymbolRefAttr(rng) if isinstance(rng, str) else rng
         super().__init__(operands=[grad, lr], properties=props)
 
     def param_effects(self) -> AbstractSet[EffectInstance]:
-        refs = [self.param] + ([self.velocity] if self.velocity is not None else [])
+        refs = [self.param] + [r for r in (self.velocity, self.rng) if r is not None]
         return frozenset(EffectInstance(k, r) for r in refs for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE))
+
+    @property
+    def rounding_mode(self) -> str:
+        return "nearest" if self.rounding is None else self.rounding.data
 
     def verify_(self) -> None:
         if (self.momentum is None) != (self.velocity is None):
             raise VerifyException("train.sgd: 'momentum' and 'velocity' go together")
         if self.momentum is not None and not 0.0 <= self.momentum.value.data < 1.0:
             raise VerifyException(f"train.sgd: momentum must lie in [0, 1), got {self.momentum.value.data}")
-        p = _check_update_target(self, self.param, self.grad, self.channels)
+        if self.rounding_mode not in ROUNDINGS:
+            raise VerifyException(f"train.sgd: rounding must be one of {', '.join(ROUNDINGS)}, got '{self.rounding_mode}'")
+        if (self.rounding_mode == "stochastic") != (self.rng is not None):
+            raise VerifyException("train.sgd: stochastic rounding and its 'rng' state go together")
+        p = _check_update_target(self, self.param, self.grad, self.channels, allow_quantized=self.momentum is None)
         if self.velocity is not None:
             _check_state(self, self.velocity, p, "velocity")
+        if p is not None and p.quantized_type is None and (self.rounding is not None or self.rng is not None):
+            raise VerifyException(f"train.sgd: rounding applies to quantized parameters only, {self.param} is float")
+        if self.rng is not None:
+            _check_counter(self, self.rng, "random state")
 
 
 @irdl_op_definition
@@ -378,11 +424,17 @@ class AdamOp(IRDLOperation):
 
 
 def _check_step(op: IRDLOperation, ref: SymbolRefAttr) -> None:
+    _check_counter(op, ref, "step counter")
+
+
+def _check_counter(op: IRDLOperation, ref: SymbolRefAttr, what: str) -> None:
     s = lookup_param(op, ref)
     if s is None:
         return
     if not (isinstance(s.type.element_type, IntegerType) and s.type.element_count() == 1):
-        raise VerifyException(f"{op.name}: step counter {ref} must be a one-element integer tensor, got {s.type}")
+        raise VerifyException(f"{op.name}: {what} {ref} must be a one-element integer tensor, got {s.type}")
+    if what == "random state" and (s.type.element_type.width.data != 32 or s.is_trainable):
+        raise VerifyException(f"{op.name}: {what} {ref} must be a non-trainable 32-bit integer param, got {s.type}")
 
 
 @irdl_op_definition
@@ -744,6 +796,356 @@ class ReduceToShapeOp(IRDLOperation):
             raise VerifyException(f"train.reduce_to_shape: {list(rs)} does not broadcast to {list(gs)}")
 
 
+# -- the int8 path ------------------------------------------------------------------------
+CLAMPING_OPS = ("quant.conv2d", "quant.fully_connected", "quant.add", "quant.global_avg_pool",
+                "quant.quantize", "quant.requantize")
+
+
+@irdl_op_definition
+class ClampMaskOp(IRDLOperation):
+    """The saturation mask of a quantized op: 1 where the op's pre-saturation value
+    `round(real / s_y) + z_y` lay inside its clamp range [act_min, act_max] (closed), 0
+    where the clamp (the saturation, or the ReLU / ReLU6 folded into the range) cut it.
+
+        %y = quant.conv2d %x, %w, %b {...} : (...) -> tensor<1x16x8x8x!quant.uniform<...>>
+        %m = train.clamp_mask %y from %x, %w, %b : (...) -> tensor<1x16x8x8xi1>
+
+    The operands are the op's result and then all of its operands, so that the data
+    dependence is explicit; `train.mask_grad` applies the mask to the output's gradient (the
+    straight-through gradient of the clamp). It is the forward's only extra saved value on
+    the int8 path: one bit per output element, where recomputing the clamp in the backward
+    would keep the op's int8 input alive instead (8 bits per input element). The C lowering
+    fuses it into the op's kernel (one compare per element); the interpreter recomputes the
+    accumulator from the operands.
+    """
+
+    name = "train.clamp_mask"
+    output = operand_def(TensorType)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$output `from` $inputs attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, output: SSAValue):
+        producer = output.owner
+        assert isinstance(producer, Operation)
+        super().__init__(operands=[output, list(producer.operands)],
+                         result_types=[TensorType(i1, _shape(output))])
+
+    def verify_(self) -> None:
+        producer = self.output.owner
+        if not isinstance(producer, Operation) or producer.name not in CLAMPING_OPS:
+            raise VerifyException(
+                f"train.clamp_mask: the masked value must be the result of one of {', '.join(CLAMPING_OPS)}"
+            )
+        if list(self.inputs) != list(producer.operands):
+            raise VerifyException(f"train.clamp_mask: the operands after the masked value must be the "
+                                  f"operands of its '{producer.name}'")
+        rt = self.result.type
+        if not (isinstance(rt, TensorType) and rt.element_type == i1 and _shape(rt) == _shape(self.output)):
+            raise VerifyException(f"train.clamp_mask: the mask must be a tensor of i1 of shape "
+                                  f"{list(_shape(self.output))}, got {rt}")
+
+
+@irdl_op_definition
+class MaskGradOp(IRDLOperation):
+    """`dx = dy where mask else 0`: the gradient through a clamp whose mask the forward saved."""
+
+    name = "train.mask_grad"
+    dy = operand_def(FloatTensor)
+    mask = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy `,` $mask attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, mask: SSAValue):
+        super().__init__(operands=[dy, mask], result_types=[dy.type])
+
+    def verify_(self) -> None:
+        mt = self.mask.type
+        if not (isinstance(mt, TensorType) and mt.element_type == i1 and _shape(mt) == _shape(self.dy)):
+            raise VerifyException(f"train.mask_grad: the mask must be a tensor of i1 of dy's shape "
+                                  f"{list(_shape(self.dy))}, got {mt}")
+        if self.result.type != self.dy.type:
+            raise VerifyException("train.mask_grad: the result must have dy's type")
+
+
+def _check_matrix(op: IRDLOperation, value: SSAValue | Attribute, what: str) -> tuple[int, ...]:
+    shape = _shape(value)
+    _check_rank(op, shape, 2, what)
+    return shape
+
+
+@irdl_op_definition
+class FullyConnectedInputGradOp(IRDLOperation):
+    """`dx = dy @ W` of `y = x @ W^T + b` (W: [M, K]): dy [N, M] -> dx [N, K]."""
+
+    name = "train.fully_connected_input_grad"
+    dy = operand_def(FloatTensor)
+    weight = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, weight: SSAValue, result_type: Attribute):
+        super().__init__(operands=[dy, weight], result_types=[result_type])
+
+    def verify_(self) -> None:
+        _check_saved(self, self.weight, "weight")
+        (n, m), (wm, k), rs = (_check_matrix(self, v, w) for v, w in
+                               ((self.dy, "dy"), (self.weight, "the weight"), (self.result, "the result")))
+        if m != wm or rs != (n, k):
+            raise VerifyException(f"train.fully_connected_input_grad: dy [{n}, {m}] by a weight [{wm}, {k}] "
+                                  f"gives [{n}, {k}], got {list(rs)}")
+
+
+@irdl_op_definition
+class FullyConnectedWeightGradOp(IRDLOperation):
+    """`dW = dy^T @ x` of `y = x @ W^T + b`: dy [N, M], x [N, K] -> dW [M, K] (with
+    `channels`, only those rows: [len(channels), K])."""
+
+    name = "train.fully_connected_weight_grad"
+    dy = operand_def(FloatTensor)
+    input = operand_def(TensorType)
+    result = result_def(FloatTensor)
+    channels = opt_prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$dy `,` $input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, dy: SSAValue, input: SSAValue, result_type: Attribute, channels: Sequence[int] | None = None):
+        props = {} if channels is None else {"channels": int_array(channels)}
+        super().__init__(operands=[dy, input], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        _check_saved(self, self.input, "input")
+        (n, m), (xn, k), rs = (_check_matrix(self, v, w) for v, w in
+                               ((self.dy, "dy"), (self.input, "the input"), (self.result, "the result")))
+        rows = m
+        if self.channels is not None:
+            ch = ints(self.channels)
+            if not ch or any(not 0 <= c < m for c in ch) or list(ch) != sorted(set(ch)):
+                raise VerifyException(f"train.fully_connected_weight_grad: channels {list(ch)} must be increasing "
+                                      f"output indices below {m}")
+            rows = len(ch)
+        if n != xn or rs != (rows, k):
+            raise VerifyException(f"train.fully_connected_weight_grad: dy [{n}, {m}] and an input [{xn}, {k}] "
+                                  f"give [{rows}, {k}], got {list(rs)}")
+
+
+@irdl_op_definition
+class ScaleGradOp(IRDLOperation):
+    """`g'[c, ...] = g[c, ...] * s[c]^exponent`, with s the quantization scales of the
+    quantized param `param` (per channel along axis 0, or its one per-tensor scale).
+
+    autodiff emits `exponent = 1`, the chain rule from a gradient w.r.t. the real value
+    W = s q to the gradient w.r.t. the stored integers q that `train.sgd` applies; `qas`
+    adds `exponent = -2`, Quantization-Aware Scaling. With `channels`, `grad` holds those
+    rows of the param only.
+    """
+
+    name = "train.scale_grad"
+    grad = operand_def(FloatTensor)
+    result = result_def(FloatTensor)
+    param = prop_def(SymbolRefAttr)
+    exponent = prop_def(IntegerAttr[IntegerType])
+    channels = opt_prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$param `,` $grad attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, grad: SSAValue, param: str | SymbolRefAttr, exponent: int,
+                 channels: Sequence[int] | None = None):
+        props: dict[str, Attribute] = {"param": SymbolRefAttr(param) if isinstance(param, str) else param,
+                                       "exponent": IntegerAttr(exponent, 64)}
+        if channels is not None:
+            props["channels"] = int_array(channels)
+        super().__init__(operands=[grad], result_types=[grad.type], properties=props)
+
+    def verify_(self) -> None:
+        if self.result.type != self.grad.type:
+            raise VerifyException("train.scale_grad: the result must have the gradient's type")
+        p = lookup_param(self, self.param)
+        if p is None:
+            return
+        if p.quantized_type is None:
+            raise VerifyException(f"train.scale_grad: {self.param} must be a quantized param, got {p.type}")
+        _check_update_target(self, self.param, self.grad, self.channels, "scaled parameter", allow_quantized=True)
+
+
+# -- fused gradient + update (reorder-update) ----------------------------------------------
+class _GradSGDOp(IRDLOperation):
+    """A gradient op fused with the `train.sgd` of the parameter it differentiates: the
+    gradient of `param` is computed, multiplied in turn by s^e for each exponent e of
+    `scales` (s: the quantized param's scales, as `train.scale_grad` does; the int8 path),
+    and applied in place at once, so no gradient tensor outlives the op (the paper's
+    operator reordering + in-place update). The properties are train.sgd's and mean the
+    same: `channels` (only those output channels' rows are computed and updated),
+    `momentum` + `velocity`, `rounding` + `rng` for a quantized param. Made by
+    `reorder-update`; the unfused pair gives bit-identical results."""
+
+    param = prop_def(SymbolRefAttr)
+    channels = opt_prop_def(DenseArrayBase)
+    momentum = opt_prop_def(FloatAttr)
+    velocity = opt_prop_def(SymbolRefAttr)
+    rounding = opt_prop_def(StringAttr)
+    rng = opt_prop_def(SymbolRefAttr)
+    scales = opt_prop_def(DenseArrayBase)
+    traits = traits_def(ParamEffects())
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def param_effects(self) -> AbstractSet[EffectInstance]:
+        refs = [self.param] + [r for r in (self.velocity, self.rng) if r is not None]
+        return frozenset(EffectInstance(k, r) for r in refs for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE))
+
+    @property
+    def rounding_mode(self) -> str:
+        return "nearest" if self.rounding is None else self.rounding.data
+
+    def verify_update(self, rows_shape: tuple[int, ...]) -> None:
+        """train.sgd's checks, for a gradient of shape `rows_shape` (channels' rows)."""
+        if (self.momentum is None) != (self.velocity is None):
+            raise VerifyException(f"{self.name}: 'momentum' and 'velocity' go together")
+        if self.momentum is not None and not 0.0 <= self.momentum.value.data < 1.0:
+            raise VerifyException(f"{self.name}: momentum must lie in [0, 1), got {self.momentum.value.data}")
+        if self.rounding_mode not in ROUNDINGS:
+            raise VerifyException(f"{self.name}: rounding must be one of {', '.join(ROUNDINGS)}, "
+                                  f"got '{self.rounding_mode}'")
+        if (self.rounding_mode == "stochastic") != (self.rng is not None):
+            raise VerifyException(f"{self.name}: stochastic rounding and its 'rng' state go together")
+        p = _check_update_target(self, self.param, TensorType(f32, rows_shape), self.channels,
+                                 allow_quantized=self.momentum is None)
+        if self.velocity is not None:
+            _check_state(self, self.velocity, p, "velocity")
+        if p is not None and p.quantized_type is None:
+            if self.rounding is not None or self.rng is not None or self.scales is not None:
+                raise VerifyException(f"{self.name}: rounding and scales apply to quantized parameters only, "
+                                      f"{self.param} is float")
+        if self.rng is not None:
+            _check_counter(self, self.rng, "random state")
+
+    def param_shape(self) -> tuple[int, ...] | None:
+        p = lookup_param(self, self.param)
+        return None if p is None else _shape(p.type)
+
+    def rows(self, full: int) -> int:
+        return full if self.channels is None else len(ints(self.channels))
+
+
+def grad_sgd_props(param: str | SymbolRefAttr, sgd: SGDOp | None = None, channels: Sequence[int] | None = None,
+                   scales: Sequence[int] | None = None) -> dict[str, Attribute]:
+    """The properties of a fused gradient + SGD op: `sgd`'s (momentum, velocity, channels,
+    rounding, rng), or just `channels`; plus `scales`."""
+    props: dict[str, Attribute] = {"param": SymbolRefAttr(param) if isinstance(param, str) else param}
+    if sgd is not None:
+        for name in ("channels", "momentum", "velocity", "rounding", "rng"):
+            if (value := sgd.properties.get(name)) is not None:
+                props[name] = value
+    elif channels is not None:
+        props["channels"] = int_array(channels)
+    if scales:
+        props["scales"] = int_array(scales)
+    return props
+
+
+@irdl_op_definition
+class Conv2dWeightGradSGDOp(_GradSGDOp):
+    """`train.conv2d_weight_grad` + `train.sgd` of the weight `param` [O, C/G, KH, KW]:
+
+        train.conv2d_weight_grad_sgd @layer3.weight, %dy, %x, %lr {strides = ..., pads = ...,
+            dilations = ..., groups = 1 : i64, channels = array<i64: 0, 5>} : tensor<1x8x4x4xf32>, tensor<1x4x4x4xf32>
+    """
+
+    name = "train.conv2d_weight_grad_sgd"
+    dy = operand_def(FloatTensor)
+    input = operand_def(TensorType)
+    lr = operand_def(Float32Type)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr[IntegerType])
+    assembly_format = "$param `,` $dy `,` $input `,` $lr attr-dict `:` type($dy) `,` type($input)"
+
+    def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, input: SSAValue, lr: SSAValue, *,
+                 strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
+                 dilations: Sequence[int] = (1, 1), groups: int = 1, sgd: SGDOp | None = None,
+                 channels: Sequence[int] | None = None, scales: Sequence[int] | None = None):
+        super().__init__(operands=[dy, input, lr], properties=conv_props(strides, pads, dilations, groups)
+                         | grad_sgd_props(param, sgd, channels, scales))
+
+    def conv_params(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+        return ints(self.strides), ints(self.pads), ints(self.dilations), self.groups.value.data
+
+    def verify_(self) -> None:
+        _check_saved(self, self.input, "input")
+        ws = self.param_shape()
+        if ws is None:
+            return
+        _check_rank(self, ws, 4, f"the weight {self.param}")
+        ys = _shape(self.dy)
+        want = conv_output_shape(self, _shape(self.input), ws, *self.conv_params())
+        if ys != want:
+            raise VerifyException(f"{self.name}: a convolution of {list(_shape(self.input))} by {self.param} "
+                                  f"{list(ws)} gives {list(want)}, but dy has shape {list(ys)}")
+        self.verify_update((self.rows(ws[0]),) + ws[1:])
+
+
+@irdl_op_definition
+class FullyConnectedWeightGradSGDOp(_GradSGDOp):
+    """`train.fully_connected_weight_grad` + `train.sgd` of the weight `param` [M, K] of
+    `y = x @ W^T + b`: dy [N, M], x [N, K]."""
+
+    name = "train.fully_connected_weight_grad_sgd"
+    dy = operand_def(FloatTensor)
+    input = operand_def(TensorType)
+    lr = operand_def(Float32Type)
+    assembly_format = "$param `,` $dy `,` $input `,` $lr attr-dict `:` type($dy) `,` type($input)"
+
+    def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, input: SSAValue, lr: SSAValue, *,
+                 sgd: SGDOp | None = None, channels: Sequence[int] | None = None,
+                 scales: Sequence[int] | None = None):
+        super().__init__(operands=[dy, input, lr], properties=grad_sgd_props(param, sgd, channels, scales))
+
+    def verify_(self) -> None:
+        _check_saved(self, self.input, "input")
+        (n, m), (xn, k) = _check_matrix(self, self.dy, "dy"), _check_matrix(self, self.input, "the input")
+        ws = self.param_shape()
+        if ws is None:
+            return
+        if ws != (m, k) or n != xn:
+            raise VerifyException(f"{self.name}: dy [{n}, {m}] and an input [{xn}, {k}] do not match "
+                                  f"{self.param} {list(ws)}")
+        self.verify_update((self.rows(m), k))
+
+
+@irdl_op_definition
+class BiasGradSGDOp(_GradSGDOp):
+    """`train.bias_grad` (the sum of dy over every axis but 1) + `train.sgd` of the bias
+    `param` [C]."""
+
+    name = "train.bias_grad_sgd"
+    dy = operand_def(FloatTensor)
+    lr = operand_def(Float32Type)
+    assembly_format = "$param `,` $dy `,` $lr attr-dict `:` type($dy)"
+
+    def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, lr: SSAValue, *, sgd: SGDOp | None = None,
+                 channels: Sequence[int] | None = None, scales: Sequence[int] | None = None):
+        super().__init__(operands=[dy, lr], properties=grad_sgd_props(param, sgd, channels, scales))
+
+    def verify_(self) -> None:
+        ys = _shape(self.dy)
+        ws = self.param_shape()
+        if ws is None:
+            return
+        if len(ys) < 2 or ws != (ys[1],):
+            raise VerifyException(f"{self.name}: dy of shape {list(ys)} (rank >= 2) sums to "
+                                  f"[{ys[1] if len(ys) > 1 else '?'}], but {self.param} has shape {list(ws)}")
+        self.verify_update((self.rows(ws[0]),))
+
+
 Train = Dialect(
     "train",
     [
@@ -751,6 +1153,8 @@ Train = Dialect(
         SoftmaxCrossEntropyOp, MSEOp,
         Conv2dInputGradOp, Conv2dWeightGradOp, BiasGradOp, ReluGradOp, ClipGradOp,
         GlobalAvgPoolGradOp, AvgPoolGradOp, MaxPoolGradOp, ReduceToShapeOp,
+        ClampMaskOp, MaskGradOp, FullyConnectedInputGradOp, FullyConnectedWeightGradOp, ScaleGradOp,
+        Conv2dWeightGradSGDOp, FullyConnectedWeightGradSGDOp, BiasGradSGDOp,
     ],
     [],
 )

@@ -13,7 +13,11 @@ load is a snapshot). `TrainState` keeps one interpreter, hence one table, across
     state.write_back()                        # trained values into the train.param ops
 
 Gradients compute in float64 and store float32. A saved forward operand of quantized
-type (the int8 path) is dequantized to its real value first.
+type (the int8 path) is dequantized to its real value first. Quantized params are their
+integer storage; `train.sgd` updates them in float64 and rounds (half to even, or
+stochastically from the `rng` param's counter) and saturates back into storage;
+`train.clamp_mask` recomputes its producer's pre-saturation value from the producer's
+operands (and checks that clamping it gives the producer's result).
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.ir import SSAValue
 
-from tinymlir.dialects import train
+from tinymlir.dialects import quant, train
 from tinymlir.dialects.nn import ints
-from tinymlir.dialects.quant import UniformQuantizedType
-from tinymlir.interpreter import InterpreterError, check_inputs, find_function, make_interpreter
+from tinymlir.dialects.quant import UniformQuantizedType, qtype
+from tinymlir.interpreter import InterpreterError, check_inputs, find_function, kernels, make_interpreter
 from tinymlir.interpreter.nn_impls import dense_to_numpy
 from tinymlir.interpreter.quant_impls import centered, channel_view
 
@@ -215,6 +219,74 @@ def _rows(op: train.SGDOp | train.AdamOp) -> Any:
     return slice(None) if op.channels is None else list(ints(op.channels))
 
 
+# -- the int8 path -------------------------------------------------------------------------
+def pre_saturation(op: Any, args: Sequence[Any]) -> np.ndarray:
+    """The value a clamping quant op computes before its clamp, `round(real / s_y) + z_y`
+    (float64 holding integers), from the op's operand values; the exact arithmetic of
+    `quant_impls` (docs/semantics.md) without the final clamp."""
+    qy = qtype(op.result)
+    if isinstance(op, quant.QuantizeOp):  # float32, as ONNX QuantizeLinear
+        scale = np.float32(qy.scale)
+        return np.rint(np.asarray(args[0], dtype=np.float32) / scale).astype(np.float64) + qy.zero_point
+    if isinstance(op, quant.RequantizeOp):
+        qi = qtype(op.input)
+        real = centered(args[0], qi) * qi.scale
+    elif isinstance(op, quant.AddOp):
+        qa, qb = qtype(op.lhs), qtype(op.rhs)
+        real = centered(args[0], qa) * qa.scale + centered(args[1], qb) * qb.scale
+    elif isinstance(op, quant.GlobalAvgPoolOp):
+        qx = qtype(op.input)
+        x = centered(args[0], qx)
+        real = x.sum(axis=(2, 3), keepdims=True) * qx.scale / (x.shape[2] * x.shape[3])
+    elif isinstance(op, (quant.Conv2dOp, quant.FullyConnectedOp)):
+        qx, qw = qtype(op.input), qtype(op.weight)
+        x, w = centered(args[0], qx), centered(args[1], qw)
+        if isinstance(op, quant.Conv2dOp):
+            acc = kernels.conv2d(x, w, ints(op.strides), ints(op.pads), ints(op.dilations), op.groups.value.data)
+        else:
+            acc = x @ w.T
+        if op.bias is not None:
+            acc += np.asarray(args[2], dtype=np.float64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        kernels.check_exact(acc, op.name)
+        scale = qx.scale * np.broadcast_to(qw.scale_array(), (acc.shape[1],))
+        real = acc * scale.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    else:
+        raise InterpreterError(f"train.clamp_mask: '{op.name}' has no clamp")
+    return np.rint(real / qy.scale) + qy.zero_point
+
+
+def clamp_range(op: Any) -> tuple[int, int]:
+    if hasattr(op, "activation_range"):
+        return op.activation_range()
+    qy = qtype(op.result)
+    return qy.storage_min, qy.storage_max
+
+
+def update_range(qt: UniformQuantizedType) -> tuple[int, int]:
+    """Where a quantized update saturates: the symmetric signed range (int8 [-127, 127],
+    int32 [-(2^31 - 1), 2^31 - 1]), or the whole unsigned one."""
+    if qt.signed:
+        return -qt.storage_max, qt.storage_max
+    return qt.storage_min, qt.storage_max
+
+
+def fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (a bijection of uint32), wrapping arithmetic."""
+    h = np.asarray(h, dtype=np.uint32)
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def stochastic_uniforms(state: int, count: int) -> np.ndarray:
+    """`count` uniforms in [0, 1) of `train.sgd`'s stochastic rounding from a uint32 state:
+    u_i = (fmix32(state + i) >> 8) * 2^-24 (exact in float64)."""
+    counters = (np.uint64(state) + np.arange(count, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)
+    return (fmix32(counters.astype(np.uint32)) >> np.uint32(8)).astype(np.float64) * 2.0**-24
+
+
 def _updated(old: np.ndarray, rows: Any, new_rows: np.ndarray) -> np.ndarray:
     """A new float32 array: `old` with `rows` replaced (never written in place)."""
     out = np.array(old, dtype=np.float32)
@@ -246,6 +318,24 @@ class TrainFunctions(InterpreterFunctions):
         g, lr = np.asarray(args[0], dtype=np.float64), float(args[1])
         name, rows = op.param.root_reference.data, _rows(op)
         _grads(interpreter)[name] = _f32(g)
+        param = train.lookup_param(op, op.param)
+        qt = None if param is None else param.quantized_type
+        if qt is not None:
+            v = params[name][rows].astype(np.float64) - lr * g
+            if op.rounding_mode == "stochastic":
+                assert op.rng is not None
+                rname = op.rng.root_reference.data
+                state = params[rname]
+                s0 = int(np.asarray(state).reshape(-1)[0].astype(np.int64)) & 0xFFFFFFFF
+                r = np.floor(v + stochastic_uniforms(s0, v.size).reshape(v.shape))
+                params[rname] = np.full(state.shape, (s0 + v.size) & 0xFFFFFFFF, dtype=np.uint32).view(state.dtype)
+            else:
+                r = np.rint(v)
+            lo, hi = update_range(qt)
+            out = np.array(params[name])
+            out[rows] = np.clip(r, lo, hi).astype(qt.storage_dtype)
+            params[name] = out
+            return ()
         step = g
         if op.velocity is not None and op.momentum is not None:
             vname = op.velocity.root_reference.data
@@ -344,3 +434,96 @@ class TrainFunctions(InterpreterFunctions):
     @impl(train.ReduceToShapeOp)
     def run_reduce_to_shape(self, interpreter: Interpreter, op: train.ReduceToShapeOp, args: tuple[Any, ...]):
         return (_f32(reduce_to_shape(np.asarray(args[0], dtype=np.float64), _shape(op.result))),)
+
+    # -- the int8 path --------------------------------------------------------------
+    @impl(train.ClampMaskOp)
+    def run_clamp_mask(self, interpreter: Interpreter, op: train.ClampMaskOp, args: tuple[Any, ...]):
+        producer = op.output.owner
+        pre = pre_saturation(producer, args[1:])
+        lo, hi = clamp_range(producer)
+        if not np.array_equal(np.clip(pre, lo, hi), np.asarray(args[0], dtype=np.float64)):
+            raise InterpreterError(f"train.clamp_mask: recomputing '{producer.name}' disagrees with its result")
+        return ((pre >= lo) & (pre <= hi),)
+
+    @impl(train.MaskGradOp)
+    def run_mask_grad(self, interpreter: Interpreter, op: train.MaskGradOp, args: tuple[Any, ...]):
+        return (_f32(np.where(np.asarray(args[1], dtype=bool), args[0], 0)),)
+
+    @impl(train.FullyConnectedInputGradOp)
+    def run_fc_input_grad(self, interpreter: Interpreter, op: train.FullyConnectedInputGradOp,
+                          args: tuple[Any, ...]):
+        return (_f32(np.asarray(args[0], dtype=np.float64) @ real_value(op.weight, args[1])),)
+
+    @impl(train.FullyConnectedWeightGradOp)
+    def run_fc_weight_grad(self, interpreter: Interpreter, op: train.FullyConnectedWeightGradOp,
+                           args: tuple[Any, ...]):
+        dy = np.asarray(args[0], dtype=np.float64)
+        if op.channels is not None:
+            dy = dy[:, list(ints(op.channels))]
+        return (_f32(dy.T @ real_value(op.input, args[1])),)
+
+    @impl(train.ScaleGradOp)
+    def run_scale_grad(self, interpreter: Interpreter, op: train.ScaleGradOp, args: tuple[Any, ...]):
+        param = train.lookup_param(op, op.param)
+        qt = None if param is None else param.quantized_type
+        if qt is None:
+            raise InterpreterError(f"train.scale_grad: {op.param} is not a quantized param")
+        g = np.asarray(args[0], dtype=np.float64)
+        factor = qt.scale_array() ** op.exponent.value.data
+        if qt.is_per_channel:
+            if op.channels is not None:
+                factor = factor[list(ints(op.channels))]
+            factor = channel_view(factor, qt, g.ndim)
+        else:
+            factor = factor.reshape(())
+        return (_f32(g * factor),)
+
+    # -- fused gradient + update (reorder-update) ---------------------------------------
+    def _grad_sgd(self, interpreter: Interpreter, op: Any, g: np.ndarray, lr: Any) -> tuple[()]:
+        """Scale `g` by `op.scales` as train.scale_grad does, then run train.sgd's update:
+        run_sgd reads the same properties (param, channels, momentum, velocity, rounding,
+        rng) from the fused op, so a fused op and its unfused ops agree bit for bit."""
+        if op.scales is not None:
+            param = train.lookup_param(op, op.param)
+            qt = None if param is None else param.quantized_type
+            if qt is None:
+                raise InterpreterError(f"{op.name}: scales need a quantized param, {op.param} is not one")
+            for e in ints(op.scales):
+                factor = qt.scale_array() ** e
+                if qt.is_per_channel:
+                    if op.channels is not None:
+                        factor = factor[list(ints(op.channels))]
+                    factor = channel_view(factor, qt, g.ndim)
+                else:
+                    factor = factor.reshape(())
+                g = _f32(np.asarray(g, dtype=np.float64) * factor)
+        self.run_sgd(interpreter, op, (g, lr))
+        return ()
+
+    @impl(train.Conv2dWeightGradSGDOp)
+    def run_conv2d_weight_grad_sgd(self, interpreter: Interpreter, op: train.Conv2dWeightGradSGDOp,
+                                   args: tuple[Any, ...]):
+        dy, x = np.asarray(args[0], dtype=np.float64), real_value(op.input, args[1])
+        name = op.param.root_reference.data
+        params = _params(interpreter)
+        if name not in params:
+            raise InterpreterError(f"{op.name}: no param @{name}")
+        channels = None if op.channels is None else ints(op.channels)
+        g = _f32(conv2d_weight_grad(dy, x, np.shape(params[name])[2:], *op.conv_params(), channels=channels))
+        return self._grad_sgd(interpreter, op, g, args[2])
+
+    @impl(train.FullyConnectedWeightGradSGDOp)
+    def run_fc_weight_grad_sgd(self, interpreter: Interpreter, op: train.FullyConnectedWeightGradSGDOp,
+                               args: tuple[Any, ...]):
+        dy = np.asarray(args[0], dtype=np.float64)
+        if op.channels is not None:
+            dy = dy[:, list(ints(op.channels))]
+        return self._grad_sgd(interpreter, op, _f32(dy.T @ real_value(op.input, args[1])), args[2])
+
+    @impl(train.BiasGradSGDOp)
+    def run_bias_grad_sgd(self, interpreter: Interpreter, op: train.BiasGradSGDOp, args: tuple[Any, ...]):
+        dy = np.asarray(args[0], dtype=np.float64)
+        g = _f32(dy.sum(axis=tuple(a for a in range(dy.ndim) if a != 1)))
+        if op.channels is not None:
+            g = g[list(ints(op.channels))]
+        return self._grad_sgd(interpreter, op, g, args[1])

@@ -1,8 +1,10 @@
 """`autodiff`: build `@train_step` from `@forward` by reverse-mode automatic differentiation.
 
-Input: a level-0 module with `func.func @forward(inputs...) -> tensor<NxKxf32>` (one result,
-the logits) in the float `nn` dialect, conv/gemm weights and biases as `arith.constant`
-(or already `train.load`s of `train.param`s).
+Input: a module with `func.func @forward(inputs...) -> tensor<NxKxf32>` (one result, the
+logits): level 0, the float `nn` dialect with conv/gemm weights and biases as
+`arith.constant`; or level 1, int8 `quant` ops (after `fuse-qdq` or `quantize-ptq`) with
+`quant.constant` weights and biases and dequantized logits; or already `train.load`s of
+`train.param`s.
 
 Output (level 2):
 - every conv/gemm/matmul weight and bias constant becomes a module-level
@@ -23,12 +25,23 @@ Output (level 2):
   `@train_step`).
 
 Options: `loss=cross-entropy|mse`; `optimizer=sgd|sgdm|adam` with `momentum` (0.9) and
-`beta1`, `beta2`, `eps` (torch's defaults); `trainable=all|none`: mark the new params of
-conv/gemm layers trainable or not (existing `train.param`s keep their flag); `num-classes=N`
-replaces the classifier — the last `nn.gemm`, which must produce `@forward`'s result — by
-one with N outputs: weight uniform in [-1/sqrt(K), 1/sqrt(K)] (torch's nn.Linear bound, K
-the input features) drawn float32 from `numpy.random.default_rng(seed)`, bias zeros; it is
-always trainable (the paper trains the new classifier in every scheme).
+`beta1`, `beta2`, `eps` (torch's defaults); `trainable=all|none|last:N`: mark the new params
+of all, none, or the weights and biases of the last N conv/gemm/fc layers trainable
+(existing `train.param`s keep their flag; quote it on the command line:
+`autodiff{trainable="last:3"}`); `num-classes=N` replaces the classifier by one with N
+outputs, always trainable (the paper trains the new classifier in every scheme):
+- float: the last `nn.gemm`, which must produce `@forward`'s result; weight uniform in
+  [-1/sqrt(K), 1/sqrt(K)] (torch's nn.Linear bound, K the input features) drawn float32
+  from `numpy.random.default_rng(seed)`, bias zeros;
+- int8: the `quant.fully_connected` whose `quant.dequantize` @forward returns; the same
+  float weight, quantized per output channel, symmetric, with scale
+  s_w[c] = CLASSIFIER_HEADROOM (8) * max|w_c| / 127 (|q| <= 16 at first: fp32 fine-tuning
+  grows a head's max|w_c| 4-10x on the digits task, and the int8 weight cannot leave
+  [-127, 127] s_w[c]); int32 zero bias with scale float32(s_x s_w[c]); output int8
+  per-tensor, zero-point 0, scale = the larger magnitude of the old head's real output
+  range / 127 (the backbone's calibrated logit range, made symmetric).
+`rounding=nearest|stochastic`: how `train.sgd` rounds quantized updates; stochastic adds
+the generator state `train.param @sgd.rng : tensor<i32>` = `seed`.
 
 Gradient rules (`VJP_RULES`): nn.conv2d -> train.conv2d_input_grad / conv2d_weight_grad /
 bias_grad; nn.gemm / nn.matmul (2-D) -> nn.gemm with transposition flags (+
@@ -38,6 +51,26 @@ output; pools -> train.*_pool_grad; nn.flatten / reshape -> nn.reshape; nn.trans
 inverse nn.transpose; nn.batch_norm (inference, constant statistics) -> nn.mul by
 scale / sqrt(var + eps), its own parameters frozen. Any other op on the gradient path is an
 error naming it.
+
+The int8 path. Forward: the quant ops, unchanged (exact int8 semantics). Gradients are
+float32 w.r.t. the REAL values s (q - z) of activations and params. A clamping op (quant
+conv2d / fully_connected / add / global_avg_pool / quantize / requantize) on the gradient
+path saves `train.clamp_mask` right after itself in the forward — 1 bit per output element:
+its pre-saturation value round(real / s_y) + z_y lay in [act_min, act_max] — and its
+backward starts with `train.mask_grad` (the straight-through gradient of round-and-clamp;
+the ReLU / ReLU6 folded into the range included). Then: quant.conv2d -> the conv grad ops,
+quant.fully_connected -> train.fully_connected_input_grad / _weight_grad / bias_grad, the
+grad ops reading the saved int8 input and weight as real values x = s_x (q - z_x),
+W = s_w q; quant.add -> dy to both inputs; quant.global_avg_pool -> dy / HW broadcast;
+quant.dequantize -> identity; quant.quantize / requantize -> dy inside the range. Why a
+saved bit mask rather than recomputing the clamp in the backward: the recomputation needs
+the op's int8 input (and weights) alive until the backward, 8 bits per input element for
+every layer on the gradient path, even bias-only ones; the mask costs 1 bit per output
+element and the backward of add, pooling and bias-only layers then needs nothing else.
+Updates of quantized params: `train.scale_grad {exponent = 1}` turns G_W into the gradient
+w.r.t. the stored integers, G_q = s G_W, which `train.sgd {rounding}` applies to q
+(q' = clamp(round(q - lr G_q)), int8 [-127, 127], int32 [-(2^31-1), 2^31-1]); `qas` then
+scales G_q by s^-2. Quantized params take plain sgd only.
 """
 
 from __future__ import annotations
@@ -63,15 +96,42 @@ from xdsl.passes import ModulePass
 from xdsl.traits import SymbolOpInterface
 from xdsl.utils.exceptions import PassFailedException
 
-from tinymlir.dialects import nn, train
+from tinymlir.dialects import nn, quant, train
 from tinymlir.dialects.nn import ints, shape_of
+from tinymlir.dialects.quant import UniformQuantizedType, qtype
 from tinymlir.interpreter.nn_impls import dense_to_numpy
 
 LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd", "sgdm", "adam")
-TRAINABLE = ("all", "none")
+ROUNDINGS = train.ROUNDINGS
 ADAM_STEP = "adam.step"
-LAYER_OPS = (nn.Conv2dOp, nn.GemmOp, nn.MatMulOp)
+SGD_RNG = "sgd.rng"
+FLOAT_LAYER_OPS = (nn.Conv2dOp, nn.GemmOp, nn.MatMulOp)
+QUANT_LAYER_OPS = (quant.Conv2dOp, quant.FullyConnectedOp)
+LAYER_OPS = FLOAT_LAYER_OPS + QUANT_LAYER_OPS
+CLASSIFIER_HEADROOM = 8.0
+"""A new int8 classifier's weight scale is HEADROOM times max|w_c| / 127 of its initial
+weights: they start at |q| <= 127 / HEADROOM and can grow HEADROOM-fold while training."""
+
+
+def parse_trainable(value: str) -> int | None:
+    """The number of trailing layers `trainable=` makes trainable: None for all, 0 for none."""
+    if value == "all":
+        return None
+    if value == "none":
+        return 0
+    if value.startswith("last:") and value[5:].isdigit() and int(value[5:]) > 0:
+        return int(value[5:])
+    raise PassFailedException(f"trainable={value} is not one of all, none, last:N (N > 0)")
+
+
+def grad_type(value: SSAValue) -> TensorType:
+    """The type of the gradient of `value`: float32 real values for a quantized tensor."""
+    t = value.type
+    assert isinstance(t, TensorType)
+    if isinstance(t.element_type, UniformQuantizedType):
+        return TensorType(f32, t.get_shape())
+    return t
 
 
 def find_func(module: ModuleOp, name: str) -> func.FuncOp | None:
@@ -106,6 +166,7 @@ class Params:
             if trait is not None and (sym := trait.get_sym_attr_name(op)) is not None:
                 self.taken.add(sym.data)
         self.adam_step: str | None = None
+        self.rng: str | None = None
         self.last_state: dict[str, train.ParamOp] = {}
 
     def add(self, name: str, type: TensorType, value: np.ndarray | DenseIntOrFPElementsAttr,
@@ -131,7 +192,7 @@ class Params:
 
 
 def _layer_operands(op: Operation) -> list[tuple[str, SSAValue]]:
-    if isinstance(op, nn.Conv2dOp):
+    if isinstance(op, nn.Conv2dOp | quant.Conv2dOp | quant.FullyConnectedOp):
         return [("weight", op.weight)] + ([("bias", op.bias)] if op.bias is not None else [])
     if isinstance(op, nn.GemmOp):
         return [("weight", op.b)] + ([("bias", op.c)] if op.c is not None else [])
@@ -139,30 +200,48 @@ def _layer_operands(op: Operation) -> list[tuple[str, SSAValue]]:
     return [("weight", op.rhs)]
 
 
-def make_params(forward: func.FuncOp, params: Params, trainable: bool, always: set[Operation]) -> None:
-    """Turn the float weight/bias constants of the layers of `forward` into params + loads;
-    the constants in `always` (a new classifier's) become trainable whatever `trainable` says."""
+def _is_weight_constant(op: Operation) -> bool:
+    """A float `arith.constant` tensor or a `quant.constant`: a layer parameter."""
+    if isinstance(op, quant.ConstantOp):
+        return True
+    return (isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseIntOrFPElementsAttr)
+            and _float_tensor(op.result))
+
+
+def make_params(forward: func.FuncOp, params: Params, trainable_last: int | None, always: set[Operation]) -> None:
+    """Turn the weight/bias constants (float or quantized) of the layers of `forward` into
+    params + loads, trainable for the last `trainable_last` layers (None: all); the
+    constants in `always` (a new classifier's) become trainable whatever it says."""
     layers = [op for op in forward.walk() if isinstance(op, LAYER_OPS)]
+    first = 0 if trainable_last is None else len(layers) - trainable_last
     for index, layer in enumerate(layers):
         for role, value in _layer_operands(layer):
             const = value.owner
-            if not (isinstance(const, arith.ConstantOp) and isinstance(const.value, DenseIntOrFPElementsAttr)
-                    and _float_tensor(const.result)):
+            if not isinstance(const, Operation) or not _is_weight_constant(const):
                 continue  # already a param, or a computed operand: not a parameter
-            assert isinstance(const.result.type, TensorType)
-            name = params.add(f"layer{index}.{role}", const.result.type, const.value, trainable or const in always)
-            load = train.LoadOp(name, const.result.type)
+            assert isinstance(const.results[0].type, TensorType)
+            value_attr = const.value
+            assert isinstance(value_attr, DenseIntOrFPElementsAttr)
+            name = params.add(f"layer{index}.{role}", const.results[0].type, value_attr,
+                              index >= first or const in always)
+            load = train.LoadOp(name, const.results[0].type)
             block = const.parent_block()
             assert block is not None
             block.insert_op_before(load, const)
-            const.result.replace_all_uses_with(load.result)
+            const.results[0].replace_all_uses_with(load.result)
             const.detach()
             const.erase()
 
 
 def replace_classifier(forward: func.FuncOp, num_classes: int, seed: int) -> set[Operation]:
-    """Replace the last nn.gemm, which must produce @forward's result, by one with
-    `num_classes` outputs; returns its new weight and bias constants."""
+    """Replace the classifier by one with `num_classes` outputs; returns its new weight and
+    bias constants. The classifier is the quant.fully_connected whose dequantized result
+    @forward returns, else the last nn.gemm, which must produce @forward's result."""
+    ret = forward.get_return_op()
+    if ret is not None and len(ret.arguments) == 1:
+        deq = ret.arguments[0].owner
+        if isinstance(deq, quant.DequantizeOp) and isinstance(deq.input.owner, quant.FullyConnectedOp):
+            return replace_quant_classifier(forward, deq, deq.input.owner, num_classes, seed)
     gemms = [op for op in forward.walk() if isinstance(op, nn.GemmOp)]
     ret = forward.get_return_op()
     if not gemms or ret is None or gemms[-1].result not in ret.arguments:
@@ -196,6 +275,63 @@ def replace_classifier(forward: func.FuncOp, num_classes: int, seed: int) -> set
     return {w_const, c_const}
 
 
+def classifier_init(num_classes: int, k: int, seed: int) -> np.ndarray:
+    """A new classifier's float32 weight [num_classes, k]: uniform in [-1/sqrt(k), 1/sqrt(k)]
+    (torch's nn.Linear bound) from numpy.random.default_rng(seed)."""
+    bound = 1.0 / np.sqrt(k)
+    return np.random.default_rng(seed).uniform(-bound, bound, size=(num_classes, k)).astype(np.float32)
+
+
+def quantize_classifier(w: np.ndarray, input_scale: float) -> tuple[np.ndarray, UniformQuantizedType,
+                                                                       UniformQuantizedType]:
+    """Per-channel symmetric int8 weights with CLASSIFIER_HEADROOM, and the int32 bias type
+    (scale float32(s_x * s_w[c]), zero-point 0)."""
+    amax = np.abs(w.astype(np.float64)).max(axis=1)
+    scale = (np.where(amax > 0, amax, 1.0) * CLASSIFIER_HEADROOM / 127).astype(np.float32).astype(np.float64)
+    w_q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    n = len(scale)
+    w_type = UniformQuantizedType("i8", scale.tolist(), [0] * n, axis=0)
+    b_scale = (np.float64(input_scale) * scale).astype(np.float32).astype(np.float64)
+    return w_q, w_type, UniformQuantizedType("i32", b_scale.tolist(), [0] * n, axis=0)
+
+
+def classifier_output_type(old: UniformQuantizedType, lo: int, hi: int) -> UniformQuantizedType:
+    """A new int8 classifier's logits: symmetric (zero-point 0), covering the larger
+    magnitude of the old classifier's real output range s (q - z), q in [lo, hi] (the
+    backbone's calibrated logit range): logits saturate at the same bound."""
+    r = max(abs(old.scale * (lo - old.zero_point)), abs(old.scale * (hi - old.zero_point)))
+    return UniformQuantizedType("i8", float(np.float32(r / 127)), 0)
+
+
+def replace_quant_classifier(forward: func.FuncOp, deq: quant.DequantizeOp, old: quant.FullyConnectedOp,
+                             num_classes: int, seed: int) -> set[Operation]:
+    """The int8 classifier: weights from `classifier_init`, quantized by
+    `quantize_classifier`, zero bias, output by `classifier_output_type`; then dequantized."""
+    if old.result.get_user_of_unique_use() is not deq:
+        raise PassFailedException("num-classes: the int8 classifier's result must only be dequantized")
+    n, k = shape_of(old.input)
+    w_q, w_qt, b_qt = quantize_classifier(classifier_init(num_classes, k, seed), qtype(old.input).scale)
+    w_const = quant.ConstantOp(w_q, TensorType(w_qt, (num_classes, k)))
+    b_const = quant.ConstantOp(np.zeros(num_classes, dtype=np.int32), TensorType(b_qt, (num_classes,)))
+    y_type = TensorType(classifier_output_type(qtype(old.result), *old.activation_range()), (n, num_classes))
+    new = quant.FullyConnectedOp(old.input, w_const.result, b_const.result, y_type)
+    new_deq = quant.DequantizeOp(new.result)
+    block = old.parent_block()
+    assert block is not None
+    block.insert_ops_before([w_const, b_const, new, new_deq], deq)
+    deq.result.replace_all_uses_with(new_deq.result)
+    dead = [v.owner for v in old.operands[1:]]
+    for op in (deq, old):
+        op.detach()
+        op.erase()
+    for op in dead:
+        if isinstance(op, Operation) and op.results[0].first_use is None:
+            op.detach()
+            op.erase()
+    forward.update_function_type()
+    return {w_const, b_const}
+
+
 # -- reverse mode ---------------------------------------------------------------------
 class Backward:
     """Emits backward ops at the end of a block and accumulates gradients per value."""
@@ -212,11 +348,11 @@ class Backward:
     def add(self, value: SSAValue, grad: SSAValue) -> None:
         if value not in self.needs:
             return
-        assert isinstance(value.type, TensorType)
-        if grad.type != value.type:
-            grad = self.reduce(grad, value.type)
+        gt = grad_type(value)
+        if grad.type != gt:
+            grad = self.reduce(grad, gt)
         if value in self.grads:
-            grad = self.emit(nn.AddOp(self.grads[value], grad, value.type))
+            grad = self.emit(nn.AddOp(self.grads[value], grad, gt))
         self.grads[value] = grad
 
     def reduce(self, grad: SSAValue, type: TensorType) -> SSAValue:
@@ -231,6 +367,15 @@ class Backward:
 
     def wants(self, value: SSAValue | None) -> bool:
         return value is not None and value in self.needs
+
+    def masked(self, op: Operation, dy: SSAValue) -> SSAValue:
+        """`dy` through the clamp of quant op `op`: the forward saves its `train.clamp_mask`
+        right after `op`; the backward applies it."""
+        mask = train.ClampMaskOp(op.results[0])
+        block = op.parent_block()
+        assert block is not None
+        block.insert_op_after(mask, op)
+        return self.emit(train.MaskGradOp(dy, mask.result))
 
 
 def _vjp_conv2d(bw: Backward, op: nn.Conv2dOp, dy: SSAValue) -> None:
@@ -309,7 +454,7 @@ def _vjp_clip(bw: Backward, op: nn.ClipOp, dy: SSAValue) -> None:
 
 
 def _vjp_global_avg_pool(bw: Backward, op: nn.GlobalAvgPoolOp, dy: SSAValue) -> None:
-    bw.add(op.input, bw.emit(train.GlobalAvgPoolGradOp(dy, op.input.type)))
+    bw.add(op.input, bw.emit(train.GlobalAvgPoolGradOp(dy, grad_type(op.input))))
 
 
 def _vjp_avg_pool(bw: Backward, op: nn.AvgPoolOp, dy: SSAValue) -> None:
@@ -318,18 +463,18 @@ def _vjp_avg_pool(bw: Backward, op: nn.AvgPoolOp, dy: SSAValue) -> None:
 
 
 def _vjp_max_pool(bw: Backward, op: nn.MaxPoolOp, dy: SSAValue) -> None:
-    bw.add(op.input, bw.emit(train.MaxPoolGradOp(dy, op.input, op.input.type, ints(op.kernel),
+    bw.add(op.input, bw.emit(train.MaxPoolGradOp(dy, op.input, grad_type(op.input), ints(op.kernel),
                                                  ints(op.strides), ints(op.pads))))
 
 
 def _vjp_reshape(bw: Backward, op: nn.FlattenOp | nn.ReshapeOp, dy: SSAValue) -> None:
-    bw.add(op.input, bw.emit(nn.ReshapeOp(dy, op.input.type)))
+    bw.add(op.input, bw.emit(nn.ReshapeOp(dy, grad_type(op.input))))
 
 
 def _vjp_transpose(bw: Backward, op: nn.TransposeOp, dy: SSAValue) -> None:
     perm = ints(op.perm)
     inverse = [perm.index(i) for i in range(len(perm))]
-    bw.add(op.input, bw.emit(nn.TransposeOp(dy, op.input.type, inverse)))
+    bw.add(op.input, bw.emit(nn.TransposeOp(dy, grad_type(op.input), inverse)))
 
 
 def _vjp_batch_norm(bw: Backward, op: nn.BatchNormOp, dy: SSAValue) -> None:
@@ -347,6 +492,52 @@ def _vjp_batch_norm(bw: Backward, op: nn.BatchNormOp, dy: SSAValue) -> None:
     bw.add(op.input, bw.emit(nn.MulOp(dy, c, dy.type)))
 
 
+# Quantized ops: gradients are float32 w.r.t. the real values s (q - z). A clamping op
+# first masks dy with its saved train.clamp_mask (the straight-through gradient of
+# round-and-clamp: 1 where the pre-saturation value lay in [act_min, act_max]); then the
+# real-valued rules apply, the grad ops dequantizing the saved int8 operands themselves.
+def _vjp_quant_conv2d(bw: Backward, op: quant.Conv2dOp, dy: SSAValue) -> None:
+    dy = bw.masked(op, dy)
+    kw = {"strides": ints(op.strides), "pads": ints(op.pads), "dilations": ints(op.dilations),
+          "groups": op.groups.value.data}
+    if bw.wants(op.input):
+        bw.add(op.input, bw.emit(train.Conv2dInputGradOp(dy, op.weight, grad_type(op.input), **kw)))
+    if bw.wants(op.weight):
+        bw.add(op.weight, bw.emit(train.Conv2dWeightGradOp(dy, op.input, grad_type(op.weight), **kw)))
+    if bw.wants(op.bias):
+        assert op.bias is not None
+        bw.add(op.bias, bw.emit(train.BiasGradOp(dy, grad_type(op.bias))))
+
+
+def _vjp_quant_fully_connected(bw: Backward, op: quant.FullyConnectedOp, dy: SSAValue) -> None:
+    dy = bw.masked(op, dy)
+    if bw.wants(op.input):
+        bw.add(op.input, bw.emit(train.FullyConnectedInputGradOp(dy, op.weight, grad_type(op.input))))
+    if bw.wants(op.weight):
+        bw.add(op.weight, bw.emit(train.FullyConnectedWeightGradOp(dy, op.input, grad_type(op.weight))))
+    if bw.wants(op.bias):
+        assert op.bias is not None
+        bw.add(op.bias, bw.emit(train.BiasGradOp(dy, grad_type(op.bias))))
+
+
+def _vjp_quant_add(bw: Backward, op: quant.AddOp, dy: SSAValue) -> None:
+    dy = bw.masked(op, dy)
+    bw.add(op.lhs, dy)
+    bw.add(op.rhs, dy)
+
+
+def _vjp_quant_global_avg_pool(bw: Backward, op: quant.GlobalAvgPoolOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.emit(train.GlobalAvgPoolGradOp(bw.masked(op, dy), grad_type(op.input))))
+
+
+def _vjp_quant_requantize(bw: Backward, op: quant.QuantizeOp | quant.RequantizeOp, dy: SSAValue) -> None:
+    bw.add(op.input, bw.masked(op, dy))  # round-and-clamp: straight through inside the range
+
+
+def _vjp_dequantize(bw: Backward, op: quant.DequantizeOp, dy: SSAValue) -> None:
+    bw.add(op.input, dy)  # the identity on real values
+
+
 VJP_RULES: dict[type[Operation], Callable[[Backward, Operation, SSAValue], None]] = {
     nn.Conv2dOp: _vjp_conv2d, nn.GemmOp: _vjp_gemm, nn.MatMulOp: _vjp_matmul,
     nn.AddOp: _vjp_add, nn.SubOp: _vjp_sub, nn.MulOp: _vjp_mul, nn.DivOp: _vjp_div,
@@ -354,6 +545,10 @@ VJP_RULES: dict[type[Operation], Callable[[Backward, Operation, SSAValue], None]
     nn.GlobalAvgPoolOp: _vjp_global_avg_pool, nn.AvgPoolOp: _vjp_avg_pool, nn.MaxPoolOp: _vjp_max_pool,
     nn.FlattenOp: _vjp_reshape, nn.ReshapeOp: _vjp_reshape, nn.TransposeOp: _vjp_transpose,
     nn.BatchNormOp: _vjp_batch_norm,
+    quant.Conv2dOp: _vjp_quant_conv2d, quant.FullyConnectedOp: _vjp_quant_fully_connected,
+    quant.AddOp: _vjp_quant_add, quant.GlobalAvgPoolOp: _vjp_quant_global_avg_pool,
+    quant.QuantizeOp: _vjp_quant_requantize, quant.RequantizeOp: _vjp_quant_requantize,
+    quant.DequantizeOp: _vjp_dequantize,
 }  # type: ignore[dict-item]
 
 
@@ -403,12 +598,14 @@ class AutodiffPass(ModulePass):
     trainable: str = "all"
     num_classes: int | None = None
     seed: int = 0
+    rounding: str = "nearest"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for option, value, allowed in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
-                                       ("trainable", self.trainable, TRAINABLE)):
+                                       ("rounding", self.rounding, ROUNDINGS)):
             if value not in allowed:
                 raise PassFailedException(f"{option}={value} is not one of {', '.join(allowed)}")
+        trainable_last = parse_trainable(self.trainable)
         if self.num_classes is not None and self.num_classes < 1:
             raise PassFailedException(f"num-classes must be positive, got {self.num_classes}")
         forward = find_func(op, "forward")
@@ -418,13 +615,13 @@ class AutodiffPass(ModulePass):
             raise PassFailedException("the module already has a @train_step")
         if len(forward.function_type.outputs) != 1:
             raise PassFailedException("@forward must return exactly one value (the logits)")
-        if self.trainable == "none" and self.num_classes is None and not any(
+        if trainable_last == 0 and self.num_classes is None and not any(
                 isinstance(p, train.ParamOp) and p.is_trainable for p in op.body.block.ops):
             raise PassFailedException("nothing to train: trainable=none needs num-classes or trainable train.params")
 
         params = Params(op, forward)
         classifier = set() if self.num_classes is None else replace_classifier(forward, self.num_classes, self.seed)
-        make_params(forward, params, self.trainable == "all", classifier)
+        make_params(forward, params, trainable_last, classifier)
         step = self.build_train_step(forward, params)
         op.body.block.insert_op_after(step, forward)
 
@@ -465,6 +662,20 @@ class AutodiffPass(ModulePass):
         return step
 
     def update(self, name: str, grad: SSAValue, lr: SSAValue, params: Params, block: Block) -> Operation:
+        if params.ops[name].quantized_type is not None:
+            if self.optimizer != "sgd":
+                raise PassFailedException(
+                    f"optimizer={self.optimizer}: quantized parameters (@{name}) are updated by plain sgd only")
+            # The chain rule to the stored integers: d loss / d q = s * d loss / d W.
+            scaled = train.ScaleGradOp(grad, name, 1)
+            block.add_op(scaled)
+            rng = None
+            if self.rounding == "stochastic":
+                if params.rng is None:
+                    state = np.array(self.seed & 0xFFFFFFFF, dtype=np.uint32).view(np.int32)
+                    params.rng = params.add(SGD_RNG, TensorType(i32, ()), state, False)
+                rng = params.rng
+            return train.SGDOp(name, scaled.result, lr, rounding=self.rounding, rng=rng)
         if self.optimizer == "sgd":
             return train.SGDOp(name, grad, lr)
         if self.optimizer == "sgdm":

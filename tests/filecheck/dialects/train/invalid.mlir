@@ -83,12 +83,71 @@ func.func @sgd_channels(%g: tensor<2x3xf32>, %lr: f32) {
 // -----
 
 train.param @q trainable : tensor<4x!quant.uniform<i8:f32, 0.5:0>> = dense<0> : tensor<4xi8>
-func.func @sgd_quantized(%g: tensor<4xf32>, %lr: f32) {
-  train.sgd @q, %g, %lr : tensor<4xf32>
+train.param @v : tensor<4x!quant.uniform<i8:f32, 0.5:0>> = dense<0> : tensor<4xi8>
+func.func @sgd_quantized_momentum(%g: tensor<4xf32>, %lr: f32) {
+  train.sgd @q, %g, %lr {momentum = 0.9 : f32, velocity = @v} : tensor<4xf32>
   func.return
 }
 
-// CHECK: train.sgd: @q is quantized; updating quantized parameters is not supported yet
+// CHECK: train.sgd: @q is quantized; only train.sgd (without momentum) updates quantized parameters
+
+// -----
+
+train.param @w trainable : tensor<4xf32> = dense<0.0> : tensor<4xf32>
+func.func @sgd_rounding_float(%g: tensor<4xf32>, %lr: f32) {
+  train.sgd @w, %g, %lr {rounding = "nearest"} : tensor<4xf32>
+  func.return
+}
+
+// CHECK: train.sgd: rounding applies to quantized parameters only, @w is float
+
+// -----
+
+train.param @q trainable : tensor<4x!quant.uniform<i8:f32, 0.5:0>> = dense<0> : tensor<4xi8>
+func.func @sgd_stochastic_without_rng(%g: tensor<4xf32>, %lr: f32) {
+  train.sgd @q, %g, %lr {rounding = "stochastic"} : tensor<4xf32>
+  func.return
+}
+
+// CHECK: train.sgd: stochastic rounding and its 'rng' state go together
+
+// -----
+
+train.param @w trainable : tensor<4xf32> = dense<0.0> : tensor<4xf32>
+func.func @scale_grad_float(%g: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = train.scale_grad @w, %g {exponent = -2 : i64} : (tensor<4xf32>) -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: train.scale_grad: @w must be a quantized param, got tensor<4xf32>
+
+// -----
+
+func.func @clamp_mask_producer(%x: tensor<1x4xf32>) -> tensor<1x4xi1> {
+  %y = nn.relu %x : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  %m = train.clamp_mask %y from %x : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<1x4xi1>
+  func.return %m : tensor<1x4xi1>
+}
+
+// CHECK: train.clamp_mask: the masked value must be the result of one of quant.conv2d, quant.fully_connected, quant.add, quant.global_avg_pool, quant.quantize, quant.requantize
+
+// -----
+
+func.func @mask_grad_shape(%dy: tensor<1x4xf32>, %m: tensor<1x5xi1>) -> tensor<1x4xf32> {
+  %0 = train.mask_grad %dy, %m : (tensor<1x4xf32>, tensor<1x5xi1>) -> tensor<1x4xf32>
+  func.return %0 : tensor<1x4xf32>
+}
+
+// CHECK: train.mask_grad: the mask must be a tensor of i1 of dy's shape [1, 4], got tensor<1x5xi1>
+
+// -----
+
+func.func @fc_weight_grad(%dy: tensor<2x3xf32>, %x: tensor<2x5xf32>) -> tensor<3x4xf32> {
+  %0 = train.fully_connected_weight_grad %dy, %x : (tensor<2x3xf32>, tensor<2x5xf32>) -> tensor<3x4xf32>
+  func.return %0 : tensor<3x4xf32>
+}
+
+// CHECK: train.fully_connected_weight_grad: dy [2, 3] and an input [2, 5] give [3, 5], got [3, 4]
 
 // -----
 
