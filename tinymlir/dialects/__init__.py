@@ -21,4 +21,9 @@ def get_tinymlir_dialects() -> dict[str, Callable[[], Dialect]]:
 
         return Train
 
-    return {"nn": get_nn, "quant": get_quant, "train": get_train}
+    def get_cmsisnn():
+        from tinymlir.dialects.cmsisnn import CmsisNN
+
+        return CmsisNN
+
+    return {"nn": get_nn, "quant": get_quant, "train": get_train, "cmsisnn": get_cmsisnn}

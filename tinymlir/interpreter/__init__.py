@@ -34,6 +34,7 @@ def expected_dtype(t) -> np.dtype:
 
 
 def make_interpreter(module: ModuleOp) -> Interpreter:
+    from tinymlir.interpreter.cmsisnn_impls import CmsisNNFunctions
     from tinymlir.interpreter.nn_impls import NNFunctions
     from tinymlir.interpreter.quant_impls import QuantFunctions
     from tinymlir.interpreter.train_impls import TrainFunctions
@@ -43,6 +44,7 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
     interp.register_implementations(NNFunctions())
     interp.register_implementations(QuantFunctions())
     interp.register_implementations(TrainFunctions())
+    interp.register_implementations(CmsisNNFunctions())
     return interp
 
 

@@ -29,15 +29,51 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return QuantizePTQPass
 
+    def qas():
+        from tinymlir.passes.qas import QASPass
+
+        return QASPass
+
     def autodiff():
         from tinymlir.passes.autodiff import AutodiffPass
 
         return AutodiffPass
 
+    def convert_layout():
+        from tinymlir.passes.convert_layout import ConvertLayoutPass
+
+        return ConvertLayoutPass
+
+    def convert_quant_to_cmsisnn():
+        from tinymlir.passes.convert_quant_to_cmsisnn import ConvertQuantToCmsisNNPass
+
+        return ConvertQuantToCmsisNNPass
+
+    def sparse_update():
+        from tinymlir.passes.sparse_update import SparseUpdatePass
+
+        return SparseUpdatePass
+
+    def prune_backward():
+        from tinymlir.passes.prune_backward import PruneBackwardPass
+
+        return PruneBackwardPass
+
+    def reorder_update():
+        from tinymlir.passes.reorder_update import ReorderUpdatePass
+
+        return ReorderUpdatePass
+
     return {
         "autodiff": autodiff,
+        "convert-layout": convert_layout,
+        "convert-quant-to-cmsisnn": convert_quant_to_cmsisnn,
         "fuse-qdq": fuse_qdq,
         "fold-batch-norm": fold_batch_norm,
         "fold-constants": fold_constants,
         "quantize-ptq": quantize_ptq,
+        "qas": qas,
+        "sparse-update": sparse_update,
+        "prune-backward": prune_backward,
+        "reorder-update": reorder_update,
     }
