@@ -37,7 +37,7 @@ from tinymlir.interpreter import make_interpreter, run_function
 from tinymlir.passes.convert_layout import TO_NCHW, ConvertLayoutPass, transposed_from
 from tinymlir.passes.convert_quant_to_cmsisnn import ConvertQuantToCmsisNNPass
 
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 MODEL_NAMES = ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
 REQUANTIZING = {"quant.conv2d", "quant.fully_connected", "quant.add", "quant.global_avg_pool", "quant.requantize"}
 EXACT = {"quant.quantize", "quant.dequantize", "nn.max_pool", "nn.pad", "nn.concat", "nn.flatten", "nn.reshape",

@@ -22,7 +22,7 @@ from tinymlir.frontend import OnnxImportError, import_onnx, parse_onnx_for_opt
 F, I8, U8, I32 = TensorProto.FLOAT, TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", REPO.parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 SHARED = [
     "mcunet-5fps-int8", "mbv2-w0.35-int8", "proxyless-w0.3-int8",
     "mcunet-5fps-fp32", "mbv2-w0.35-fp32", "proxyless-w0.3-fp32",

@@ -47,7 +47,7 @@ interpreter = pytest.importorskip("tinymlir.interpreter", reason="the reference 
 ort = pytest.importorskip("onnxruntime")
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", REPO.parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 FP32_MODELS = ["mcunet-5fps-fp32", "mbv2-w0.35-fp32", "proxyless-w0.3-fp32"]
 
 

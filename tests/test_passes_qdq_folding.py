@@ -30,7 +30,7 @@ from tinymlir.passes.fold_batch_norm import FoldBatchNormPass
 from tinymlir.passes.fold_constants import FoldConstantsPass
 from tinymlir.passes.fuse_qdq import FuseQDQPass
 
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 MODEL_NAMES = ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
 QUANT_COMPUTE = {"quant.conv2d", "quant.fully_connected", "quant.add", "quant.global_avg_pool"}
 DATA_MOVEMENT = {"nn.flatten", "nn.reshape", "nn.transpose", "nn.pad", "nn.concat", "nn.max_pool"}

@@ -29,7 +29,7 @@ from tinymlir.passes.quantize_ptq import (
     quantize_weights,
 )
 
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 MODEL_NAMES = ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
 FLOAT_COMPUTE = {"nn.conv2d", "nn.gemm", "nn.add", "nn.global_avg_pool"}
 

@@ -40,7 +40,7 @@ from tinymlir.passes.reorder_update import ReorderUpdatePass
 from tinymlir.passes.scheme import PAPER_SCHEMES, SchemeError, parse_scheme, scheme_from_options
 from tinymlir.passes.sparse_update import SparseUpdatePass, channel_count, select_channels
 
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 OPT = [sys.executable, "-m", "tinymlir.tools.opt"]
 
 

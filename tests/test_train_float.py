@@ -604,7 +604,7 @@ def test_autodiff_errors():
 
 
 # -- MCUNet-5fps fp32 ---------------------------------------------------------------------
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 
 
 def onnx_torch_forward(model, x, params):

@@ -46,7 +46,7 @@ from tinymlir.passes.autodiff import AutodiffPass  # noqa: E402
 from tinymlir.passes.fuse_qdq import FuseQDQPass  # noqa: E402
 from tinymlir.passes.qas import QASPass  # noqa: E402
 
-MODELS = Path(os.environ.get("TINYMLIR_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
+from shared_models import MODELS  # noqa: E402
 TOL = 1e-4
 HEADROOM = 8.0  # autodiff's documented int8 classifier headroom
 I32_MAX = 2**31 - 1
