@@ -125,6 +125,16 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
     return out
 
 
+def _transposed_element_type(a: Attribute, perm: Sequence[int]) -> Attribute:
+    """The element type after a transpose: a per-channel quantized axis moves along `perm`."""
+    from tinymlir.dialects.quant import UniformQuantizedType
+
+    if not (isinstance(a, UniformQuantizedType) and a.is_per_channel):
+        return a
+    return UniformQuantizedType(a.storage, [s.data for s in a.scales], [z.data for z in a.zero_points],
+                                axis=list(perm).index(a.axis.data))
+
+
 def _same_element_type(op: IRDLOperation, a: SSAValue, b: SSAValue) -> None:
     assert isinstance(a.type, TensorType) and isinstance(b.type, TensorType)
     if a.type.element_type != b.type.element_type:
@@ -481,10 +491,13 @@ class TransposeOp(IRDLOperation):
         super().__init__(operands=[input], result_types=[result_type], properties={"perm": int_array(perm)})
 
     def verify_(self) -> None:
-        _same_element_type(self, self.input, self.result)
         xs, perm = shape_of(self.input), ints(self.perm)
         if sorted(perm) != list(range(len(xs))):
             raise VerifyException(f"nn.transpose: perm {list(perm)} is not a permutation of rank {len(xs)}")
+        a, b = self.input.type.element_type, self.result.type.element_type  # type: ignore[attr-defined]
+        want = _transposed_element_type(a, perm)
+        if b != want:
+            raise VerifyException(f"nn.transpose: result element type must be {want}, got {b}")
         if shape_of(self.result) != tuple(xs[p] for p in perm):
             raise VerifyException(f"nn.transpose: result shape must be {[xs[p] for p in perm]}")
 

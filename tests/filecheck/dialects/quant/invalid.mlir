@@ -208,3 +208,12 @@ func.func @global_avg_pool_shape(%x: tensor<1x4x8x8x!quant.uniform<i8:f32, 0.5:0
 }
 
 // CHECK: quant.global_avg_pool expects an NCHW input and an Nx C x1x1 result, got [1, 4, 8, 8] -> [1, 4]
+
+// -----
+
+func.func @transpose_wrong_channel_axis(%w: tensor<2x2x3x3x!quant.uniform<i8:f32:0, {0.1:0, 0.2:0}>>) {
+  // The channel axis moves to 1 with this perm; a result that keeps axis 0 is wrong.
+  // CHECK: nn.transpose: result element type must be !quant.uniform<i8:f32:1, {0.1:0, 0.2:0}>
+  %t = nn.transpose %w {perm = array<i64: 1, 0, 2, 3>} : (tensor<2x2x3x3x!quant.uniform<i8:f32:0, {0.1:0, 0.2:0}>>) -> tensor<2x2x3x3x!quant.uniform<i8:f32:0, {0.1:0, 0.2:0}>>
+  func.return
+}

@@ -76,3 +76,10 @@ func.func @add_and_pool(%a: tensor<1x4x2x2x!quant.uniform<i8:f32, 0.5:-3>>, %b: 
 // CHECK-LABEL: func.func @add_and_pool(
 // CHECK:         %[[S:.*]] = quant.add %{{.*}}, %{{.*}} : (tensor<1x4x2x2x!quant.uniform<i8:f32, 0.5:-3>>, tensor<1x4x2x2x!quant.uniform<i8:f32, 0.25:7>>) -> tensor<1x4x2x2x!quant.uniform<u8:f32, 0.75:0>>
 // CHECK:         quant.global_avg_pool %[[S]] : (tensor<1x4x2x2x!quant.uniform<u8:f32, 0.75:0>>) -> tensor<1x4x1x1x!quant.uniform<u8:f32, 0.5:0>>
+
+// CHECK-LABEL: @transpose_moves_channel_axis
+func.func @transpose_moves_channel_axis(%w: tensor<2x1x3x3x!quant.uniform<i8:f32:0, {0.1:0, 0.2:0}>>) -> tensor<1x3x3x2x!quant.uniform<i8:f32:3, {0.1:0, 0.2:0}>> {
+  // CHECK: nn.transpose %{{.*}} {perm = array<i64: 1, 2, 3, 0>}
+  %t = nn.transpose %w {perm = array<i64: 1, 2, 3, 0>} : (tensor<2x1x3x3x!quant.uniform<i8:f32:0, {0.1:0, 0.2:0}>>) -> tensor<1x3x3x2x!quant.uniform<i8:f32:3, {0.1:0, 0.2:0}>>
+  func.return %t : tensor<1x3x3x2x!quant.uniform<i8:f32:3, {0.1:0, 0.2:0}>>
+}
