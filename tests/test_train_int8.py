@@ -17,13 +17,17 @@ clamp masks at the exact boundaries; the classifier init; the qas rewrite; the u
 arithmetic; and one train_step of the int8 MCUNet-5fps with a new 10-class classifier,
 `trainable=last:5` and qas: loss within 1e-6, every updated int8/int32 param exactly (an
 element may differ by one only where the reference lands within 1e-5 of its step of a
-rounding boundary: float32 gradients against float64 ones; their number is asserted tiny).
+rounding boundary: float32 gradients against float64 ones; their number is asserted tiny);
+and the same step under the paper's 99kb scheme (sparse-update, prune-backward,
+reorder-update), the reference trained on the scheme's params and channels only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +35,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from xdsl.parser import Parser
+from xdsl.passes import PassPipeline
 from xdsl.utils.exceptions import PassFailedException
 
 from tinymlir.context import make_context
 from tinymlir.dialects import train
 from tinymlir.interpreter import run_function
 from tinymlir.interpreter.train_impls import TrainState
+from tinymlir.passes import get_tinymlir_passes
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -104,12 +110,16 @@ class Int8Reference:
     nodes in graph order, as autodiff's @layer<i> names.
     """
 
-    def __init__(self, model: onnx.ModelProto, trainable: set[int], params=None, outputs=None):
+    def __init__(self, model: onnx.ModelProto, trainable: set, params=None, outputs=None):
+        """`trainable`: layers (weight and bias both), or (layer, role) pairs for a per-param set."""
         self.model = model
         self.init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.trainable = trainable
         self.params = params or {}
         self.outputs = outputs or {}
+
+    def trains(self, layer: int, role: str) -> bool:
+        return layer in self.trainable or (layer, role) in self.trainable
 
     def layer_params(self, layer: int, node) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if layer in self.params:
@@ -180,12 +190,13 @@ class Int8Reference:
                     self.values[(layer, "bias")] = (bq, bs)
                 view = (-1,) + (1,) * (wq.ndim - 1)
                 w_real, b_real = t(ws.reshape(view) * wq), t(bs * bq)
-                if layer in self.trainable:
+                if self.trains(layer, "weight"):
                     w_real.requires_grad_(True)
-                    b_real.requires_grad_(True)
                     self.leaves[(layer, "weight")] = w_real
-                    if "bias" in p:
-                        self.leaves[(layer, "bias")] = b_real
+                if "bias" in p and self.trains(layer, "bias"):
+                    b_real.requires_grad_(True)
+                    self.leaves[(layer, "bias")] = b_real
+                trains_layer = w_real.requires_grad or b_real.requires_grad
                 if op == "Conv":
                     top, left, bottom, right = attrs.get("pads", [0, 0, 0, 0])
                     kw = dict(stride=attrs.get("strides", [1, 1]), dilation=attrs.get("dilations", [1, 1]),
@@ -194,12 +205,12 @@ class Int8Reference:
                     acc = acc + bq.reshape(1, -1, 1, 1)
                     real = acc * (sx * ws).reshape(1, -1, 1, 1)
                     lin = F.conv2d(F.pad(xt, (left, right, top, bottom)), w_real, b_real, **kw) \
-                        if xt.requires_grad or layer in self.trainable else None
+                        if xt.requires_grad or trains_layer else None
                 else:
                     assert attrs.get("transB") == 1 and attrs.get("transA", 0) == 0
                     acc = xc @ wq.T + bq
                     real = acc * (sx * ws).reshape(1, -1)
-                    lin = xt @ w_real.T + b_real if xt.requires_grad or layer in self.trainable else None
+                    lin = xt @ w_real.T + b_real if xt.requires_grad or trains_layer else None
                 assert np.abs(acc).max() < 2**53
                 pending[out] = (real, lin, layer)
             elif op == "Add":
@@ -224,12 +235,18 @@ class Int8Reference:
         self.grads = {k: v.grad.numpy() for k, v in self.leaves.items()}
         return loss
 
-    def update(self, key, lr: float, qas: bool, rounding: str, state: int):
-        """The documented update of param `key`; returns (new q, applied gradient,
+    def update(self, key, lr: float, qas: bool, rounding: str, state: int, channels=None):
+        """The documented update of param `key` (of its output `channels` only, if given:
+        the other rows are not returned); returns (new q, applied gradient,
         ambiguous-element mask, new rng state)."""
         q, s = self.values[key]
+        grad = self.grads[key]
+        if channels is not None:
+            rows = list(channels)
+            q, grad = q[rows], grad[rows]
+            s = s[rows] if s.size > 1 else s
         s = s.reshape((-1,) + (1,) * (q.ndim - 1))
-        g = s * self.grads[key]  # the gradient w.r.t. the stored integers
+        g = s * grad  # the gradient w.r.t. the stored integers
         if qas:
             g = g * s**-2.0
         step = float(np.float32(lr)) * g
@@ -604,5 +621,148 @@ def test_mcunet_int8_train_step_matches_reference(mcunet, rounding):
           f"{ambiguous_total} off by one at a rounding tie")
     assert ambiguous_total <= max(2, total // 10000)
     assert changed > total // 100  # the step does move the int8 weights
+    if rounding == "stochastic":
+        assert int(np.asarray(state.params["sgd.rng"]).view(np.uint32)) == rng_state
+
+
+# -- MCUNet-5fps int8 under the paper's 99kb sparse-update scheme ---------------------------
+SCHEME_99KB = Path(__file__).resolve().parents[1] / "schemes" / "mcunet-5fps-99kb.scheme"
+
+
+def read_scheme(path: Path) -> tuple[int, dict[int, Fraction]]:
+    """(bias last N, {layer: ratio}) of a scheme file, read here (docs/schemes.md)."""
+    bias_last, weights = 0, {}
+    for line in path.read_text().splitlines():
+        words = line.split("#")[0].replace(",", " ").split()
+        if words[:2] == ["bias", "last"]:
+            bias_last = int(words[2])
+        elif words[:1] == ["weights"]:
+            for entry in words[1:]:
+                layer, ratio = entry.split(":")
+                weights[int(layer)] = Fraction(ratio)
+        else:
+            assert not words, line
+    return bias_last, weights
+
+
+def top_channels(q: np.ndarray, s: np.ndarray, ratio: Fraction) -> list[int]:
+    """The max(1, floor(ratio * O)) output channels of largest ||s[c] * q[c]||, ties to the
+    lower index."""
+    o = q.shape[0]
+    real = np.asarray(s, dtype=np.float64).reshape(-1, 1) * q.reshape(o, -1).astype(np.float64)
+    norms = np.sqrt((real * real).sum(axis=1))
+    k = max(1, math.floor(ratio * o))
+    chosen = sorted(sorted(range(o), key=lambda c: (-norms[c], c))[:k])
+    rest = [c for c in range(o) if c not in chosen]
+    assert not rest or norms[chosen].min() >= norms[rest].max()
+    return chosen
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_mcunet_int8_train_step_matches_reference_99kb_scheme(mcunet, rounding):
+    """One train_step of the int8 MCUNet-5fps after autodiff{num-classes=10}, qas,
+    sparse-update (the 99kb scheme file), prune-backward and reorder-update, against the
+    reference restricted to the scheme's params and channels (selected here, from the ONNX
+    initializers): loss within 1e-6, every trained int8/int32 element exactly (ties as in
+    the full test), everything else — frozen params, unselected channels — unchanged."""
+    lr, label = 0.05, 3
+    t0 = time.perf_counter()
+    module = to_train_module(mcunet, num_classes=10, rounding=rounding)
+    PassPipeline.parse_spec(get_tinymlir_passes(), f'sparse-update{{scheme="{SCHEME_99KB}"}},'
+                            "prune-backward,reorder-update").apply(make_context(), module)
+    module.verify()
+    t1 = time.perf_counter()
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    state = TrainState(module)
+    p0 = {k: v.copy() for k, v in state.params.items()}
+    loss = state.train_step(x, np.int32(label), np.float32(lr))
+    t2 = time.perf_counter()
+
+    # The scheme's selection, computed here from the ONNX graph.
+    init = {i.name: numpy_helper.to_array(i) for i in mcunet.graph.initializer}
+    producers = {n.output[0]: n for n in mcunet.graph.node}
+    nodes = [n for n in mcunet.graph.node if n.op_type in ("Conv", "Gemm")]
+    fc = len(nodes) - 1
+    bias_last, weights = read_scheme(SCHEME_99KB)
+    assert (bias_last, sorted(weights)) == (22, [21, 24, 27, 30, 36, 39])
+    selected = {(fc, "weight"), (fc, "bias")}
+    selected |= {(i, "bias") for i in range(fc - bias_last, fc) if len(nodes[i].input) > 2 and nodes[i].input[2]}
+    selected |= {(i, "weight") for i in weights}
+    channels: dict[int, list[int]] = {}
+    for layer, ratio in weights.items():
+        if ratio < 1:
+            dq = producers[nodes[layer].input[1]]
+            channels[layer] = top_channels(init[dq.input[0]], init[dq.input[1]], ratio)
+    assert {k: len(v) for k, v in channels.items()} == {36: max(1, init[producers[nodes[36].input[1]].input[0]].shape[0] // 8),
+                                                        39: max(1, init[producers[nodes[39].input[1]].input[0]].shape[0] // 4)}
+    names = {f"layer{i}.{r}" for i, r in selected}
+    assert len(names) == 23 + 7
+    assert {k for k, op in param_ops(module).items() if op.is_trainable} == names
+
+    updates = [op for op in module.walk() if hasattr(op, "param") and
+               (isinstance(op, train.SGDOp) or op.name.endswith("_sgd"))]
+    order = [op.param.root_reference.data for op in updates]
+    assert sorted(order) == sorted(names)  # one update each
+    ir_channels = {op.param.root_reference.data: (None if op.channels is None else list(op.channels.get_values()))
+                   for op in updates}
+    assert ir_channels == {n: channels.get(int(n[5:n.index(".")])) if n.endswith("weight") else None
+                           for n in names}
+
+    # The classifier, from autodiff's documented rules (as in the full test above).
+    gemm = nodes[fc]
+    s_x = float(init[producers[gemm.input[0]].input[1]])
+    k = init[producers[gemm.input[1]].input[0]].shape[1]
+    w = np.random.default_rng(0).uniform(-1 / np.sqrt(k), 1 / np.sqrt(k), (10, k)).astype(np.float32)
+    s_w = (np.abs(w.astype(np.float64)).max(axis=1) * HEADROOM / 127).astype(np.float32).astype(np.float64)
+    w_q = np.rint(w / s_w[:, None])
+    s_b = (s_x * s_w).astype(np.float32).astype(np.float64)
+    q_out = next(n for n in mcunet.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == gemm.output[0])
+    s_old, z_old = float(init[q_out.input[1]]), int(init[q_out.input[2]])
+    s_y = float(np.float32(max(abs(s_old * (-128 - z_old)), abs(s_old * (127 - z_old))) / 127))
+    np.testing.assert_array_equal(p0[f"layer{fc}.weight"], w_q)
+
+    ref = Int8Reference(mcunet, selected, params={fc: {"weight": (w_q.astype(np.int64), s_w),
+                                                         "bias": (np.zeros(10, np.int64), s_b)}},
+                        outputs={fc: (s_y, 0)})
+    want = ref.run(x, label)
+    t3 = time.perf_counter()
+    print(f"\nMCUNet-5fps int8, 99kb scheme: passes {t1 - t0:.1f}s, train_step {t2 - t1:.1f}s, "
+          f"reference {t3 - t2:.1f}s; loss {loss:.6f} (reference {want:.6f})")
+    assert abs(loss - want) <= 1e-6 * max(1.0, abs(want))
+    assert set(ref.grads) == selected
+
+    # Outside the scheme: unchanged, and still the ONNX integers.
+    for (layer, role), (q, _) in ref.values.items():
+        name = f"layer{layer}.{role}"
+        if (layer, role) not in selected:
+            np.testing.assert_array_equal(state.params[name], p0[name])
+            np.testing.assert_array_equal(state.params[name], q)
+    for name in p0:
+        if name not in names and name != "sgd.rng":
+            np.testing.assert_array_equal(state.params[name], p0[name], err_msg=name)
+
+    rng_state, ambiguous_total, changed, total = 0, 0, 0, 0
+    for name in order:
+        layer, role = int(name[5:name.index(".")]), name.split(".")[1]
+        rows = channels.get(layer) if role == "weight" else None
+        new, g, ambiguous, rng_state = ref.update((layer, role), lr, qas=True, rounding=rounding,
+                                                  state=rng_state, channels=rows)
+        assert rel_err(state.grads[name], g) <= TOL, name
+        got_all = state.params[name].astype(np.int64)
+        if rows is not None:  # the unselected channels keep their integers
+            others = [c for c in range(got_all.shape[0]) if c not in rows]
+            np.testing.assert_array_equal(got_all[others], p0[name][others], err_msg=name)
+        got = got_all if rows is None else got_all[rows]
+        diff = got - new
+        assert np.all(diff[~ambiguous] == 0), (name, int(np.count_nonzero(diff[~ambiguous])))
+        assert np.all(np.abs(diff) <= 1), name
+        ambiguous_total += int(np.count_nonzero(diff))
+        before = p0[name] if rows is None else p0[name][rows]
+        changed += int(np.count_nonzero(got != before))
+        total += got.size
+    print(f"{total} trained int8/int32 elements, {changed} changed by the step, "
+          f"{ambiguous_total} off by one at a rounding tie")
+    assert ambiguous_total <= max(2, total // 10000)
+    assert changed > total // 100
     if rounding == "stochastic":
         assert int(np.asarray(state.params["sgd.rng"]).view(np.uint32)) == rng_state
