@@ -84,10 +84,11 @@ def test_digits_qemu_bit_exact(toolchain, digits, tmp_path):
     check_bit_exact_m4(module, xs, tmp_path, "digits")
 
 
-def test_mcunet_5fps_int8_qemu_bit_exact(toolchain, tmp_path):
-    module = lower(import_onnx(shared_model("mcunet-5fps-int8.onnx")), INT8_PIPELINE)
+@pytest.mark.parametrize("name", ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"])
+def test_int8_model_qemu_bit_exact(toolchain, tmp_path, name):
+    module = lower(import_onnx(shared_model(f"{name}-int8.onnx")), INT8_PIPELINE)
     in_shape, _ = io_shapes(module)
-    check_bit_exact_m4(module, random_inputs(in_shape, 1, seed=5)[:2], tmp_path, "mcunet-5fps int8")
+    check_bit_exact_m4(module, random_inputs(in_shape, 1, seed=5)[:2], tmp_path, f"{name} int8")
 
 
 def test_host_harness_matches_qemu(toolchain, digits, tmp_path):
