@@ -59,32 +59,40 @@ def conv_props(strides: Sequence[int], pads: Sequence[int], dilations: Sequence[
     }
 
 
-def shape_of(value: SSAValue) -> tuple[int, ...]:
-    assert isinstance(value.type, TensorType)
-    return tuple(value.type.get_shape())
+def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
+    """The static shape of a tensor value or tensor type."""
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType)
+    return tuple(t.get_shape())
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1) -> int:
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _check_len(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
-    attr = getattr(op, name)
-    if attr.elt_type != i64:
-        raise VerifyException(f"{op.name}: '{name}' must be an array<i64: ...>, got element type {attr.elt_type}")
+def check_int_values(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
     if len(values) != n or any(v < (1 if positive else 0) for v in values):
         kind = "positive" if positive else "non-negative"
         raise VerifyException(f"{op.name}: '{name}' must hold {n} {kind} integers, got {list(values)}")
 
 
-def check_conv_shapes(op: IRDLOperation) -> None:
-    """Shape rules of a 2-D NCHW convolution; shared by nn.conv2d and quant.conv2d."""
-    strides, pads, dilations = ints(op.strides), ints(op.pads), ints(op.dilations)  # type: ignore[attr-defined]
-    groups = op.groups.value.data  # type: ignore[attr-defined]
-    _check_len(op, "strides", strides, 2, True)
-    _check_len(op, "pads", pads, 4, False)
-    _check_len(op, "dilations", dilations, 2, True)
-    xs, ws, ys = shape_of(op.input), shape_of(op.weight), shape_of(op.result)  # type: ignore[attr-defined]
+def _check_len(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
+    attr = getattr(op, name)
+    if attr.elt_type != i64:
+        raise VerifyException(f"{op.name}: '{name}' must be an array<i64: ...>, got element type {attr.elt_type}")
+    check_int_values(op, name, values, n, positive)
+
+
+def conv_output_shape(
+    op: IRDLOperation, xs: Sequence[int], ws: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+    dilations: Sequence[int], groups: int,
+) -> tuple[int, ...]:
+    """The NCHW result shape of conv(x, w), or a VerifyException naming `op`.
+
+    Shared by every op with convolution geometry (nn, quant and the train gradients)."""
+    check_int_values(op, "strides", strides, 2, True)
+    check_int_values(op, "pads", pads, 4, False)
+    check_int_values(op, "dilations", dilations, 2, True)
     if len(xs) != 4 or len(ws) != 4:
         raise VerifyException(f"{op.name}: expects a 4-D NCHW input and OIHW weight, got {list(xs)} and {list(ws)}")
     if groups < 1 or xs[1] % groups or ws[0] % groups or ws[1] * groups != xs[1]:
@@ -93,8 +101,21 @@ def check_conv_shapes(op: IRDLOperation) -> None:
         )
     oh = pooled_size(xs[2], ws[2], strides[0], pads[0], pads[2], dilations[0])
     ow = pooled_size(xs[3], ws[3], strides[1], pads[1], pads[3], dilations[1])
-    if ys != (xs[0], ws[0], oh, ow):
-        raise VerifyException(f"{op.name}: result shape must be {[xs[0], ws[0], oh, ow]}, got {list(ys)}")
+    if oh < 1 or ow < 1:
+        raise VerifyException(f"{op.name}: the convolution of {list(xs)} by {list(ws)} has an empty output")
+    return (xs[0], ws[0], oh, ow)
+
+
+def check_conv_shapes(op: IRDLOperation) -> None:
+    """Shape rules of a 2-D NCHW convolution; shared by nn.conv2d and quant.conv2d."""
+    strides, pads, dilations = ints(op.strides), ints(op.pads), ints(op.dilations)  # type: ignore[attr-defined]
+    _check_len(op, "strides", strides, 2, True)
+    _check_len(op, "pads", pads, 4, False)
+    _check_len(op, "dilations", dilations, 2, True)
+    xs, ws, ys = shape_of(op.input), shape_of(op.weight), shape_of(op.result)  # type: ignore[attr-defined]
+    want = conv_output_shape(op, xs, ws, strides, pads, dilations, op.groups.value.data)  # type: ignore[attr-defined]
+    if ys != want:
+        raise VerifyException(f"{op.name}: result shape must be {list(want)}, got {list(ys)}")
     bias = op.bias  # type: ignore[attr-defined]
     if bias is not None and shape_of(bias) != (ws[0],):
         raise VerifyException(f"{op.name}: bias must have shape [{ws[0]}], got {list(shape_of(bias))}")

@@ -72,7 +72,16 @@ from xdsl.traits import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from tinymlir.dialects.nn import broadcast_shape, conv_props, int_array, ints, pooled_size
+from tinymlir.dialects.nn import (
+    broadcast_shape,
+    check_int_values,
+    conv_output_shape,
+    conv_props,
+    int_array,
+    ints,
+    pooled_size,
+    shape_of,
+)
 from tinymlir.dialects.quant import UniformQuantizedType
 
 FloatTensor = TensorType[AnyFloat]
@@ -80,12 +89,6 @@ ROUNDINGS = ("nearest", "stochastic")
 
 
 # -- helpers --------------------------------------------------------------------------
-def _shape(value: SSAValue | Attribute) -> tuple[int, ...]:
-    t = value.type if isinstance(value, SSAValue) else value
-    assert isinstance(t, TensorType)
-    return tuple(t.get_shape())
-
-
 def _is_float_tensor(t: Attribute) -> bool:
     return isinstance(t, TensorType) and isinstance(t.element_type, AnyFloat)
 
@@ -100,33 +103,6 @@ def _check_saved(op: IRDLOperation, value: SSAValue, what: str) -> None:
 def _check_rank(op: IRDLOperation, shape: Sequence[int], rank: int, what: str) -> None:
     if len(shape) != rank:
         raise VerifyException(f"{op.name}: {what} must be {rank}-D, got shape {list(shape)}")
-
-
-def _check_ints(op: IRDLOperation, name: str, values: Sequence[int], n: int, positive: bool) -> None:
-    if len(values) != n or any(v < (1 if positive else 0) for v in values):
-        kind = "positive" if positive else "non-negative"
-        raise VerifyException(f"{op.name}: '{name}' must hold {n} {kind} integers, got {list(values)}")
-
-
-def conv_output_shape(
-    op: IRDLOperation, xs: Sequence[int], ws: Sequence[int], strides: Sequence[int], pads: Sequence[int],
-    dilations: Sequence[int], groups: int,
-) -> tuple[int, ...]:
-    """The NCHW result shape of conv(x, w), or a VerifyException naming `op`."""
-    _check_ints(op, "strides", strides, 2, True)
-    _check_ints(op, "pads", pads, 4, False)
-    _check_ints(op, "dilations", dilations, 2, True)
-    _check_rank(op, xs, 4, "the convolution input")
-    _check_rank(op, ws, 4, "the convolution weight")
-    if groups < 1 or xs[1] % groups or ws[0] % groups or ws[1] * groups != xs[1]:
-        raise VerifyException(
-            f"{op.name}: {xs[1]} input channels, weight {list(ws)} and groups={groups} do not match"
-        )
-    oh = pooled_size(xs[2], ws[2], strides[0], pads[0], pads[2], dilations[0])
-    ow = pooled_size(xs[3], ws[3], strides[1], pads[1], pads[3], dilations[1])
-    if oh < 1 or ow < 1:
-        raise VerifyException(f"{op.name}: the convolution of {list(xs)} by {list(ws)} has an empty output")
-    return (xs[0], ws[0], oh, ow)
 
 
 def lookup_param(op: Operation, ref: SymbolRefAttr) -> ParamOp | None:
@@ -210,10 +186,10 @@ class ParamOp(IRDLOperation):
 
     def verify_(self) -> None:
         vt = self.value.get_type()
-        if tuple(vt.get_shape()) != _shape(self.type):
+        if tuple(vt.get_shape()) != shape_of(self.type):
             raise VerifyException(
                 f"train.param @{self.sym_name.data}: value shape {list(vt.get_shape())} differs from "
-                f"the type's shape {list(_shape(self.type))}"
+                f"the type's shape {list(shape_of(self.type))}"
             )
         qt = self.quantized_type
         et = vt.get_element_type()
@@ -264,7 +240,7 @@ def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, 
                                   "quantized parameters")
     elif not _is_float_tensor(p.type):
         raise VerifyException(f"{op.name}: the {what} {ref} must be a float tensor, got {p.type}")
-    want = _shape(p.type)
+    want = shape_of(p.type)
     if channels is not None:
         ch = ints(channels)
         if not want or any(not 0 <= c < want[0] for c in ch) or list(ch) != sorted(set(ch)):
@@ -272,8 +248,8 @@ def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, 
                 f"{op.name}: channels {list(ch)} must be increasing indices below {want[0] if want else 0}"
             )
         want = (len(ch),) + want[1:]
-    if _shape(grad) != want:
-        raise VerifyException(f"{op.name}: gradient shape {list(_shape(grad))} does not match {ref} ({list(want)})")
+    if shape_of(grad) != want:
+        raise VerifyException(f"{op.name}: gradient shape {list(shape_of(grad))} does not match {ref} ({list(want)})")
     return p
 
 
@@ -478,14 +454,14 @@ class SoftmaxCrossEntropyOp(IRDLOperation):
         super().__init__(operands=[logits, label], result_types=[f32, logits.type])
 
     def verify_(self) -> None:
-        ls = _shape(self.logits)
+        ls = shape_of(self.logits)
         if len(ls) != 2:
             raise VerifyException(f"train.softmax_cross_entropy: logits must be [N, K], got {list(ls)}")
         lt = self.label.type
         if isinstance(lt, TensorType):
-            if _shape(lt) != (ls[0],):
+            if shape_of(lt) != (ls[0],):
                 raise VerifyException(
-                    f"train.softmax_cross_entropy: label must have shape [{ls[0]}], got {list(_shape(lt))}"
+                    f"train.softmax_cross_entropy: label must have shape [{ls[0]}], got {list(shape_of(lt))}"
                 )
         elif ls[0] != 1:
             raise VerifyException("train.softmax_cross_entropy: a scalar label needs logits of batch 1")
@@ -548,11 +524,11 @@ class Conv2dInputGradOp(_ConvGradOp):
 
     def verify_(self) -> None:
         _check_saved(self, self.weight, "weight")
-        want = conv_output_shape(self, _shape(self.result), _shape(self.weight), *self.conv_params())
-        if _shape(self.dy) != want:
+        want = conv_output_shape(self, shape_of(self.result), shape_of(self.weight), *self.conv_params())
+        if shape_of(self.dy) != want:
             raise VerifyException(
-                f"train.conv2d_input_grad: a convolution of {list(_shape(self.result))} by "
-                f"{list(_shape(self.weight))} gives {list(want)}, but dy has shape {list(_shape(self.dy))}"
+                f"train.conv2d_input_grad: a convolution of {list(shape_of(self.result))} by "
+                f"{list(shape_of(self.weight))} gives {list(want)}, but dy has shape {list(shape_of(self.dy))}"
             )
 
 
@@ -582,7 +558,7 @@ class Conv2dWeightGradOp(_ConvGradOp):
 
     def verify_(self) -> None:
         _check_saved(self, self.input, "input")
-        ys, ws = _shape(self.dy), _shape(self.result)
+        ys, ws = shape_of(self.dy), shape_of(self.result)
         _check_rank(self, ys, 4, "dy")
         _check_rank(self, ws, 4, "the weight gradient")
         full = (ys[1],) + ws[1:]
@@ -601,10 +577,10 @@ class Conv2dWeightGradOp(_ConvGradOp):
             raise VerifyException(
                 f"train.conv2d_weight_grad: dy has {ys[1]} channels, the weight gradient {ws[0]} output channels"
             )
-        want = conv_output_shape(self, _shape(self.input), full, *self.conv_params())
+        want = conv_output_shape(self, shape_of(self.input), full, *self.conv_params())
         if ys != want:
             raise VerifyException(
-                f"train.conv2d_weight_grad: a convolution of {list(_shape(self.input))} by {list(full)} gives "
+                f"train.conv2d_weight_grad: a convolution of {list(shape_of(self.input))} by {list(full)} gives "
                 f"{list(want)}, but dy has shape {list(ys)}"
             )
 
@@ -624,11 +600,11 @@ class BiasGradOp(IRDLOperation):
         super().__init__(operands=[dy], result_types=[result_type])
 
     def verify_(self) -> None:
-        ys = _shape(self.dy)
-        if len(ys) < 2 or _shape(self.result) != (ys[1],):
+        ys = shape_of(self.dy)
+        if len(ys) < 2 or shape_of(self.result) != (ys[1],):
             raise VerifyException(
                 f"train.bias_grad: dy of shape {list(ys)} (rank >= 2) sums to [{ys[1] if len(ys) > 1 else '?'}], "
-                f"got {list(_shape(self.result))}"
+                f"got {list(shape_of(self.result))}"
             )
 
 
@@ -642,10 +618,10 @@ class _MaskGradOp(IRDLOperation):
 
     def verify_(self) -> None:
         _check_saved(self, self.saved, "the saved forward value")
-        if not (_shape(self.dy) == _shape(self.saved) and self.result.type == self.dy.type):
+        if not (shape_of(self.dy) == shape_of(self.saved) and self.result.type == self.dy.type):
             raise VerifyException(
                 f"{self.name}: dy, the saved value and the result must have one shape, got "
-                f"{list(_shape(self.dy))}, {list(_shape(self.saved))} and {list(_shape(self.result))}"
+                f"{list(shape_of(self.dy))}, {list(shape_of(self.saved))} and {list(shape_of(self.result))}"
             )
 
 
@@ -697,7 +673,7 @@ class GlobalAvgPoolGradOp(IRDLOperation):
         super().__init__(operands=[dy], result_types=[result_type])
 
     def verify_(self) -> None:
-        ys, xs = _shape(self.dy), _shape(self.result)
+        ys, xs = shape_of(self.dy), shape_of(self.result)
         if len(xs) < 3 or ys != xs[:2] + (1,) * (len(xs) - 2):
             raise VerifyException(
                 f"train.global_avg_pool_grad: dy {list(ys)} must be the N x C x 1 x 1 pooling of the result {list(xs)}"
@@ -716,12 +692,12 @@ class _PoolGradOp(IRDLOperation):
 
     def check_pool(self, xs: Sequence[int]) -> None:
         k, s, p = self.pool_params()
-        _check_ints(self, "kernel", k, 2, True)
-        _check_ints(self, "strides", s, 2, True)
-        _check_ints(self, "pads", p, 4, False)
+        check_int_values(self, "kernel", k, 2, True)
+        check_int_values(self, "strides", s, 2, True)
+        check_int_values(self, "pads", p, 4, False)
         _check_rank(self, xs, 4, "the pooled input")
         want = (xs[0], xs[1], pooled_size(xs[2], k[0], s[0], p[0], p[2]), pooled_size(xs[3], k[1], s[1], p[1], p[3]))
-        ys = _shape(self.dy)  # type: ignore[attr-defined]
+        ys = shape_of(self.dy)  # type: ignore[attr-defined]
         if ys != want:
             raise VerifyException(f"{self.name}: pooling {list(xs)} gives {list(want)}, but dy has shape {list(ys)}")
 
@@ -747,7 +723,7 @@ class AvgPoolGradOp(_PoolGradOp):
                          | {"count_include_pad": BoolAttr.from_bool(count_include_pad)})
 
     def verify_(self) -> None:
-        self.check_pool(_shape(self.result))
+        self.check_pool(shape_of(self.result))
 
 
 @irdl_op_definition
@@ -768,11 +744,11 @@ class MaxPoolGradOp(_PoolGradOp):
 
     def verify_(self) -> None:
         _check_saved(self, self.input, "input")
-        if _shape(self.result) != _shape(self.input):
+        if shape_of(self.result) != shape_of(self.input):
             raise VerifyException(
-                f"train.max_pool_grad: the result must have the input's shape {list(_shape(self.input))}"
+                f"train.max_pool_grad: the result must have the input's shape {list(shape_of(self.input))}"
             )
-        self.check_pool(_shape(self.input))
+        self.check_pool(shape_of(self.input))
 
 
 @irdl_op_definition
@@ -791,7 +767,7 @@ class ReduceToShapeOp(IRDLOperation):
         super().__init__(operands=[input], result_types=[result_type])
 
     def verify_(self) -> None:
-        gs, rs = _shape(self.input), _shape(self.result)
+        gs, rs = shape_of(self.input), shape_of(self.result)
         if len(rs) > len(gs) or broadcast_shape(rs, gs) != gs:
             raise VerifyException(f"train.reduce_to_shape: {list(rs)} does not broadcast to {list(gs)}")
 
@@ -831,7 +807,7 @@ class ClampMaskOp(IRDLOperation):
         producer = output.owner
         assert isinstance(producer, Operation)
         super().__init__(operands=[output, list(producer.operands)],
-                         result_types=[TensorType(i1, _shape(output))])
+                         result_types=[TensorType(i1, shape_of(output))])
 
     def verify_(self) -> None:
         producer = self.output.owner
@@ -843,9 +819,9 @@ class ClampMaskOp(IRDLOperation):
             raise VerifyException(f"train.clamp_mask: the operands after the masked value must be the "
                                   f"operands of its '{producer.name}'")
         rt = self.result.type
-        if not (isinstance(rt, TensorType) and rt.element_type == i1 and _shape(rt) == _shape(self.output)):
+        if not (isinstance(rt, TensorType) and rt.element_type == i1 and shape_of(rt) == shape_of(self.output)):
             raise VerifyException(f"train.clamp_mask: the mask must be a tensor of i1 of shape "
-                                  f"{list(_shape(self.output))}, got {rt}")
+                                  f"{list(shape_of(self.output))}, got {rt}")
 
 
 @irdl_op_definition
@@ -865,15 +841,15 @@ class MaskGradOp(IRDLOperation):
 
     def verify_(self) -> None:
         mt = self.mask.type
-        if not (isinstance(mt, TensorType) and mt.element_type == i1 and _shape(mt) == _shape(self.dy)):
+        if not (isinstance(mt, TensorType) and mt.element_type == i1 and shape_of(mt) == shape_of(self.dy)):
             raise VerifyException(f"train.mask_grad: the mask must be a tensor of i1 of dy's shape "
-                                  f"{list(_shape(self.dy))}, got {mt}")
+                                  f"{list(shape_of(self.dy))}, got {mt}")
         if self.result.type != self.dy.type:
             raise VerifyException("train.mask_grad: the result must have dy's type")
 
 
 def _check_matrix(op: IRDLOperation, value: SSAValue | Attribute, what: str) -> tuple[int, ...]:
-    shape = _shape(value)
+    shape = shape_of(value)
     _check_rank(op, shape, 2, what)
     return shape
 
@@ -1029,7 +1005,7 @@ class _GradSGDOp(IRDLOperation):
 
     def param_shape(self) -> tuple[int, ...] | None:
         p = lookup_param(self, self.param)
-        return None if p is None else _shape(p.type)
+        return None if p is None else shape_of(p.type)
 
     def rows(self, full: int) -> int:
         return full if self.channels is None else len(ints(self.channels))
@@ -1085,10 +1061,10 @@ class Conv2dWeightGradSGDOp(_GradSGDOp):
         if ws is None:
             return
         _check_rank(self, ws, 4, f"the weight {self.param}")
-        ys = _shape(self.dy)
-        want = conv_output_shape(self, _shape(self.input), ws, *self.conv_params())
+        ys = shape_of(self.dy)
+        want = conv_output_shape(self, shape_of(self.input), ws, *self.conv_params())
         if ys != want:
-            raise VerifyException(f"{self.name}: a convolution of {list(_shape(self.input))} by {self.param} "
+            raise VerifyException(f"{self.name}: a convolution of {list(shape_of(self.input))} by {self.param} "
                                   f"{list(ws)} gives {list(want)}, but dy has shape {list(ys)}")
         self.verify_update((self.rows(ws[0]),) + ws[1:])
 
@@ -1136,7 +1112,7 @@ class BiasGradSGDOp(_GradSGDOp):
         super().__init__(operands=[dy, lr], properties=grad_sgd_props(param, sgd, channels, scales))
 
     def verify_(self) -> None:
-        ys = _shape(self.dy)
+        ys = shape_of(self.dy)
         ws = self.param_shape()
         if ws is None:
             return
