@@ -16,7 +16,6 @@ semantics from tinymlir/interpreter/cmsisnn_math.py.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -37,6 +36,7 @@ from tinymlir.interpreter import make_interpreter, run_function
 from tinymlir.passes.convert_layout import TO_NCHW, ConvertLayoutPass, transposed_from
 from tinymlir.passes.convert_quant_to_cmsisnn import ConvertQuantToCmsisNNPass
 
+from ir_builder import build  # noqa: E402
 from shared_models import MODELS  # noqa: E402
 MODEL_NAMES = ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
 REQUANTIZING = {"quant.conv2d", "quant.fully_connected", "quant.add", "quant.global_avg_pool", "quant.requantize"}
@@ -70,23 +70,6 @@ def lower(module: ModuleOp) -> ModuleOp:
 
 def forward_ops(module: ModuleOp) -> list[Operation]:
     return [op for op in module.walk() if not isinstance(op, (ModuleOp, func.FuncOp, func.ReturnOp))]
-
-
-def build(arg_types: Sequence, body: Callable[..., Sequence[SSAValue]]) -> ModuleOp:
-    """`func @forward(args) { body }`; `body(emit, *args)` returns the results, `emit(op)`
-    appends an op and returns its result."""
-    block = Block(arg_types=list(arg_types))
-    ops: list[Operation] = []
-
-    def emit(op: Operation) -> SSAValue:
-        ops.append(op)
-        return op.results[0]
-
-    outs = list(body(emit, *block.args))
-    block.add_ops([*ops, func.ReturnOp(*outs)])
-    module = ModuleOp([func.FuncOp("forward", (list(arg_types), [o.type for o in outs]), Region(block))])
-    module.verify()
-    return module
 
 
 def qt(scale: float, zp: int) -> UniformQuantizedType:

@@ -19,7 +19,7 @@ from tinymlir.frontend.onnx_importer import import_onnx
 from tinymlir.interpreter import run_function
 
 from shared_models import shared_model  # noqa: E402
-from test_emit_c import INT8_PIPELINE, io_shapes, lower, random_inputs  # noqa: E402
+from test_emit_c import INT8_PIPELINE, digits, io_shapes, lower, random_inputs  # noqa: E402, F401 (digits is a fixture)
 
 TOOLS = ["arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"]
 FLASH_BYTES, SRAM_BYTES = 1 << 20, 320 << 10
@@ -63,16 +63,6 @@ def check_bit_exact_m4(module, inputs, tmp_path, label: str) -> dict[str, int]:
           f"(data {size['data']} + bss {size['bss']}; incl. {size['stack']} B stack)")
     assert size["flash"] <= FLASH_BYTES and size["sram"] <= SRAM_BYTES
     return size
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from tinymlir.examples.digits import make_example
-
-    ex = make_example(tmp_path_factory.mktemp("digits"), seed=0)
-    module = lower(import_onnx(ex["onnx"]),
-                   f'fold-batch-norm,quantize-ptq{{calibration="{ex["calib"]}"}},convert-layout,convert-quant-to-cmsisnn')
-    return ex, module
 
 
 def test_digits_qemu_bit_exact(toolchain, digits, tmp_path):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import glob
 import importlib
-import os
 import re
 from collections import Counter
 from pathlib import Path

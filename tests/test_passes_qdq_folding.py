@@ -8,9 +8,8 @@ evaluation of the README's exact semantics, read straight from the ONNX file.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType, f32
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import SSAValue
 from xdsl.transforms import get_all_passes
 
 from tinymlir.context import make_context
@@ -30,6 +29,7 @@ from tinymlir.passes.fold_batch_norm import FoldBatchNormPass
 from tinymlir.passes.fold_constants import FoldConstantsPass
 from tinymlir.passes.fuse_qdq import FuseQDQPass
 
+from ir_builder import build  # noqa: E402
 from shared_models import MODELS  # noqa: E402
 MODEL_NAMES = ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
 QUANT_COMPUTE = {"quant.conv2d", "quant.fully_connected", "quant.add", "quant.global_avg_pool"}
@@ -46,23 +46,6 @@ def apply(pass_, module: ModuleOp) -> ModuleOp:
 
 def op_names(module: ModuleOp) -> Counter[str]:
     return Counter(op.name for op in module.walk() if op.name not in ("builtin.module", "func.func", "func.return"))
-
-
-def build(arg_types: Sequence, body: Callable[..., Sequence[SSAValue]]) -> ModuleOp:
-    """`func @forward(args) { body }`; `body(emit, *args)` returns the results, `emit(op)`
-    appends an op and returns its result."""
-    block = Block(arg_types=list(arg_types))
-    ops = []
-
-    def emit(op):
-        ops.append(op)
-        return op.results[0]
-
-    outs = list(body(emit, *block.args))
-    block.add_ops([*ops, func.ReturnOp(*outs)])
-    module = ModuleOp([func.FuncOp("forward", (list(arg_types), [o.type for o in outs]), Region(block))])
-    module.verify()
-    return module
 
 
 def qtensor(shape, storage, scale, zp, axis=None) -> TensorType:

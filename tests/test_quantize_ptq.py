@@ -7,11 +7,9 @@ on scikit-learn's two sample photos and must keep the fp32 top-1 class on them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

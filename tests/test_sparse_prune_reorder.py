@@ -14,7 +14,6 @@ acceptance pipeline), against the interpreter:
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys

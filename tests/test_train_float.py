@@ -9,10 +9,8 @@ MCUNet-5fps fp32 with a new 10-class classifier. Errors are relative to max |ref
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

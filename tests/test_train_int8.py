@@ -25,7 +25,6 @@ reorder-update), the reference trained on the scheme's params and channels only.
 from __future__ import annotations
 
 import math
-import os
 import time
 from fractions import Fraction
 from pathlib import Path

@@ -372,7 +372,7 @@ class BatchNormOp(IRDLOperation):
     def verify_(self) -> None:
         xs = shape_of(self.input)
         if len(xs) < 2 or shape_of(self.result) != xs:
-            raise VerifyException(f"nn.batch_norm: expects an input of rank >= 2 and the same result shape")
+            raise VerifyException("nn.batch_norm: expects an input of rank >= 2 and the same result shape")
         for v, what in ((self.scale, "scale"), (self.bias, "bias"), (self.mean, "mean"), (self.var, "var")):
             if shape_of(v) != (xs[1],):
                 raise VerifyException(f"nn.batch_norm: {what} must have shape [{xs[1]}], got {list(shape_of(v))}")

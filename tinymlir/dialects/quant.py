@@ -19,11 +19,9 @@ See `docs/semantics.md` and `tinymlir/interpreter/quant_impls.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import numpy as np
 from xdsl.dialects.builtin import (
-    AnyFloat,
     ArrayAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
@@ -35,7 +33,6 @@ from xdsl.dialects.builtin import (
     Signedness,
     TensorType,
     f32,
-    i64,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
@@ -55,7 +52,7 @@ from xdsl.printer import Printer
 from xdsl.traits import ConstantLike, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tinymlir.dialects.nn import check_conv_shapes, conv_props, int_array
+from tinymlir.dialects.nn import check_conv_shapes, conv_props
 
 _STORAGE_NAMES = {"i8": (8, True), "u8": (8, False), "i32": (32, True), "i16": (16, True)}
 
