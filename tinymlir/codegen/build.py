@@ -35,6 +35,9 @@ CORTEX_M_DIR = RUNTIME_DIR / "cortex_m"
 LINKER_SCRIPT = CORTEX_M_DIR / "cortex_m4.ld"
 HARNESS = CORTEX_M_DIR / "main_infer.c"
 WARN = ["-Wall", "-Wextra", "-Werror", "-std=c99"]
+# No fused multiply-add: the training kernels round every float32 product and sum, as the
+# interpreter (tinymlir/interpreter/tk_math.py) does, so C and interpreter agree bit for bit.
+FP_FLAGS = ["-ffp-contract=off"]
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 PACKAGES = {  # tool -> Debian package
@@ -91,7 +94,7 @@ def build_host(outdir: Path | str, sources: Sequence[Path | str], *, name: str =
     out = outdir / name
     srcs = [*sources, *(runtime_sources() if with_runtime else [])]
     kind = ["-fPIC", "-shared"] if shared else []
-    _run([cc, "-O2", *WARN, *kind, *extra_flags, *_includes(outdir, include), *srcs, "-o", out, "-lm"], timeout)
+    _run([cc, "-O2", *WARN, *FP_FLAGS, *kind, *extra_flags, *_includes(outdir, include), *srcs, "-o", out, "-lm"], timeout)
     return out
 
 
@@ -107,7 +110,7 @@ def build_cortex_m4(outdir: Path | str, sources: Sequence[Path | str], *, name: 
     outdir.mkdir(parents=True, exist_ok=True)
     elf = outdir / name
     srcs = [*sources, *(runtime_sources() if with_runtime else [])]
-    cmd = [cc, *M4_FLAGS, "-O2", *WARN, "--specs=picolibc.specs", "--crt0=semihost", "--oslib=semihost",
+    cmd = [cc, *M4_FLAGS, "-O2", *WARN, *FP_FLAGS, "--specs=picolibc.specs", "--crt0=semihost", "--oslib=semihost",
            "-ffunction-sections", "-fdata-sections", *extra_flags, *_includes(outdir, include),
            "-T", str(linker_script), f"-Wl,-Map={outdir / (elf.stem + '.map')}",
            *srcs, "-o", elf, "-lm"]
