@@ -40,18 +40,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from xdsl.dialects.builtin import Float32Type, IntegerType, ModuleOp, TensorType
+from typing import Any
+
+from xdsl.dialects.builtin import Float32Type, IntegerType, ModuleOp, Signedness, SymbolRefAttr, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Operation, SSAValue
 
 from tinymlir.codegen.memory_plan import Buffer, find_func, plan, tensor_bytes
-from tinymlir.dialects import cmsisnn
+from tinymlir.dialects import cmsisnn, tk, train
 from tinymlir.dialects.cmsisnn import ints
 
 __all__ = ["EmitCError", "RUNTIME_DIR", "CMSISNN_DIR", "emit_c", "runtime_sources", "include_dirs"]
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 CMSISNN_DIR = RUNTIME_DIR / "cmsisnn"
+TK_DIR = RUNTIME_DIR / "tk"
 ALIGN = 16
 CONSTANT_OPS = frozenset({"arith.constant", "quant.constant"})
 ALIAS_OPS = frozenset({"nn.flatten", "nn.reshape"})
@@ -62,12 +65,14 @@ class EmitCError(Exception):
 
 
 def runtime_sources() -> list[Path]:
-    """The C files to compile next to the generated `model.c` (portable CMSIS-NN)."""
-    return [RUNTIME_DIR / "tinymlir_rt.c", *sorted((CMSISNN_DIR / "src").glob("*.c"))]
+    """The C files to compile next to the generated `model.c`: tinymlir's runtime and
+    training kernels, and the portable CMSIS-NN."""
+    return [RUNTIME_DIR / "tinymlir_rt.c", *sorted((TK_DIR / "src").glob("*.c")),
+            *sorted((CMSISNN_DIR / "src").glob("*.c"))]
 
 
 def include_dirs() -> list[Path]:
-    return [RUNTIME_DIR, CMSISNN_DIR / "include"]
+    return [RUNTIME_DIR, TK_DIR / "include", CMSISNN_DIR / "include"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -140,8 +145,11 @@ def _align4(n: int) -> int:
 
 
 def _scratch_bytes(op: Operation) -> int:
-    """Bytes of `cmsis_nn_context.buf` the call needs: max of CMSIS-NN's pure C and DSP
-    `*_get_buffer_size` values (the formulas of `tinymlir/runtime/cmsisnn/src`)."""
+    """Bytes of scratch memory the call needs (`cmsis_nn_context.buf` of a CMSIS-NN call:
+    max of CMSIS-NN's pure C and DSP `*_get_buffer_size` values, the formulas of
+    `tinymlir/runtime/cmsisnn/src`; an op's own `scratch_bytes()` where it has one)."""
+    if hasattr(op, "scratch_bytes"):
+        return int(op.scratch_bytes())
     if isinstance(op, cmsisnn.ConvolveWrapperS8Op):
         xs, ws = _shape(op.input), _shape(op.filter)
         pad, dil = ints(op.padding), ints(op.dilation)
@@ -164,36 +172,113 @@ def _scratch_bytes(op: Operation) -> int:
 # --------------------------------------------------------------------------- emitter
 
 
+#: C type of a tensor element (storage integers for quantized / integer tensors).
+def _ctype(t) -> str:
+    et = t.element_type if isinstance(t, TensorType) else t
+    if isinstance(et, Float32Type):
+        return "float"
+    width = getattr(getattr(et, "storage_type", None) or et, "width", None)
+    if isinstance(et, IntegerType) and et.width.data == 1:
+        return "uint8_t"
+    if width is None:
+        raise EmitCError(f"no C type for {t}")
+    signed = not (isinstance(et, IntegerType) and et.signedness.data == Signedness.UNSIGNED)
+    return f"{'' if signed else 'u'}int{width.data}_t"
+
+
 @dataclass
-class _Storage:
-    kind: str  # "arena", "in", "out"
-    offset: int = 0
+class _Param:
+    """A `train.param` as a C array: `static const` (flash) unless a function updates it."""
+
+    cname: str
+    ctype: str
+    data: np.ndarray
+    mutable: bool
 
 
-class _Emitter:
-    def __init__(self, func: FuncOp, prefix: str):
-        self.func = func
+class _Shared:
+    """What the functions of one C file share: flash arrays and the parameter arrays."""
+
+    def __init__(self, module: ModuleOp | None, prefix: str, funcs: list[FuncOp]):
         self.prefix = prefix
-        self.P = prefix.upper()
-        self.consts: dict[SSAValue, str] = {}  # constant value -> C array name
-        self.flash: list[str] = []  # definitions of the static const arrays
+        self.flash: list[str] = []
         self.n_arrays = 0
+        self.params: dict[str, _Param] = {}
+        if module is None:
+            return
+        from tinymlir.interpreter.train_impls import initial_value
 
-    # -- constants ---------------------------------------------------------------
-    def _array(self, ctype: str, values, what: str) -> str:
+        updated = {ref.root_reference.data for f in funcs for op in f.walk()
+                   for key in ("param", "rng") if isinstance(ref := op.properties.get(key), SymbolRefAttr)
+                   and op.name != "train.load"}
+        for op in module.ops:
+            if isinstance(op, train.ParamOp):
+                name = op.sym_name.data
+                cname = f"{prefix}_p_" + "".join(c if c.isalnum() else "_" for c in name)
+                self.params[name] = _Param(cname, _ctype(op.type), initial_value(op), name in updated)
+
+    def array(self, ctype: str, values, what: str) -> str:
         name = f"{self.prefix}_{what}{self.n_arrays}"
         self.n_arrays += 1
         values = np.asarray(values).reshape(-1)
+        if ctype == "float":
+            vals = [_c_float(v) for v in values.tolist()]
+            body = "    " + ",\n    ".join(", ".join(vals[i:i + 8]) for i in range(0, len(vals), 8))
+        else:
+            body = _array_body(values)
         self.flash.append(f"static const {ctype} {name}[{max(values.size, 1)}] = {{\n"
-                          f"{_array_body(values) if values.size else '    0'}\n}};")
+                          f"{body if values.size else '    0'}\n}};")
         return name
+
+    def param_definitions(self) -> list[str]:
+        lines = []
+        for name, p in self.params.items():
+            kind = "SRAM, updated by training" if p.mutable else "flash"
+            const = "" if p.mutable else "const "
+            lines.append(f"/* @{name} {list(p.data.shape)} ({kind}) */")
+            lines.append(f"static {const}{p.ctype} {p.cname}[{max(p.data.size, 1)}] = {{\n"
+                         f"{_array_body(p.data.astype(np.int64)) if p.ctype != 'float' else _float_body(p.data)}\n}};")
+        return lines
+
+
+def _float_body(values: np.ndarray) -> str:
+    vals = [_c_float(v) for v in np.asarray(values).reshape(-1).tolist()] or ["0.0f"]
+    return "    " + ",\n    ".join(", ".join(vals[i:i + 8]) for i in range(0, len(vals), 8))
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """A function argument or result as a C parameter."""
+
+    cname: str
+    ctype: str  # element type
+    tensor: bool
+
+
+_SCALAR = "scalar"
+
+
+class _Emitter:
+    """One function: its static storage plan and its body."""
+
+    def __init__(self, func: FuncOp, shared: _Shared, c_name: str):
+        self.func = func
+        self.shared = shared
+        self.prefix = shared.prefix
+        self.c_name = c_name
+        self.consts: dict[SSAValue, str] = {}
+
+    def _array(self, ctype: str, values, what: str) -> str:
+        return self.shared.array(ctype, values, what)
 
     def _const(self, v: SSAValue, op: Operation, ctype: str, width: int) -> str:
         if v in self.consts:
             return self.consts[v]
         owner = v.owner
+        if isinstance(owner, train.LoadOp):
+            return self.shared.params[owner.param.root_reference.data].cname
         if not isinstance(owner, Operation) or owner.name not in CONSTANT_OPS:
-            raise EmitCError(f"{op.name}: operand {v.name_hint or '?'} must be a constant (weights live in flash)")
+            raise EmitCError(f"{op.name}: operand {v.name_hint or '?'} must be a constant or a parameter")
         if _int_width(v) != width:
             raise EmitCError(f"{op.name}: constant operand of type {v.type} is not i{width}")
         from tinymlir.interpreter.nn_impls import dense_to_numpy
@@ -204,59 +289,100 @@ class _Emitter:
         self.consts[v] = name
         return name
 
+    # -- signature ---------------------------------------------------------------
+    def signature(self) -> str:
+        params = [f"const {a.ctype} *{a.cname}" if a.tensor else f"{a.ctype} {a.cname}" for a in self.args.values()]
+        params += [f"{a.ctype} *{a.cname}" for a in self.results.values()]
+        return f"int {self.c_name}({', '.join(params) or 'void'})"
+
+    def _interface(self) -> None:
+        block = self.func.body.blocks[0]
+        self.args: dict[SSAValue, _Arg] = {}
+        used: set[str] = set()
+        for k, a in enumerate(block.args):
+            hint = a.name_hint or ""
+            cname = hint if hint.isidentifier() and hint not in used and hint not in ("out", "arena") else f"arg{k}"
+            cname = "in" if k == 0 and isinstance(a.type, TensorType) else cname
+            used.add(cname)
+            if isinstance(a.type, TensorType):
+                if _ctype(a.type) not in ("float", "int8_t"):
+                    raise EmitCError(f"@{self.func.sym_name.data}: argument {k} must be a float or i8 tensor")
+                self.args[a] = _Arg(cname, _ctype(a.type), True)
+            elif isinstance(a.type, (Float32Type, IntegerType)):
+                self.args[a] = _Arg(cname, _ctype(a.type), False)
+            else:
+                raise EmitCError(f"@{self.func.sym_name.data}: argument {k} of type {a.type} has no C form")
+        ret = self.ops[-1] if self.ops else None
+        if ret is None or ret.name != "func.return":
+            raise EmitCError(f"@{self.func.sym_name.data}: expected a func.return at the end")
+        self.results: dict[SSAValue, _Arg] = {}
+        for k, v in enumerate(ret.operands):
+            name = "out" if isinstance(v.type, TensorType) else (v.name_hint if (v.name_hint or "").isidentifier()
+                                                                 and v.name_hint not in used else f"res{k}")
+            name = name if name not in used else f"res{k}"
+            used.add(name)
+            if v in self.results or v in self.args:
+                raise EmitCError(f"@{self.func.sym_name.data}: result {k} must be computed by the function")
+            self.results[v] = _Arg(name, _ctype(v.type), isinstance(v.type, TensorType))
+
     # -- storage -----------------------------------------------------------------
+    def _roots(self, in_place: dict[int, SSAValue]) -> tuple[dict, dict, dict, list]:
+        """Map every value to the value owning its storage (views and in-place results
+        share their source's); first and last step of every owner."""
+        root: dict[SSAValue, Any] = {a: a for a in self.args}
+        first: dict[Any, int] = {}
+        last: dict[Any, int] = {}
+        order: list[SSAValue] = []
+        for i, op in enumerate(self.ops):
+            for v in op.operands:
+                r = root.get(v)
+                if r is not None and r in last:
+                    last[r] = max(last[r], i)
+            if op.name in CONSTANT_OPS or isinstance(op, train.LoadOp):
+                for res in op.results:
+                    root[res] = None
+                continue
+            if op.name in ALIAS_OPS or i in in_place:
+                src = root.get(op.operands[0] if op.name in ALIAS_OPS else in_place[i])
+                if src is None:
+                    raise EmitCError(f"{op.name}: a view of a constant or parameter is not supported")
+                root[op.results[0]] = src
+                continue
+            for res in op.results:
+                if not isinstance(res.type, TensorType):
+                    root[res] = _SCALAR
+                    continue
+                root[res] = res
+                first[res] = last[res] = i
+                order.append(res)
+        return root, first, last, order
+
     def plan(self) -> None:
         func = self.func
         blocks = list(func.body.blocks)
         if len(blocks) != 1:
             raise EmitCError(f"@{func.sym_name.data}: expected a single block, got {len(blocks)}")
         self.ops = list(blocks[0].ops)
-        args = blocks[0].args
-        if len(args) != 1 or not _is_f32(args[0]):
-            raise EmitCError(f"@{func.sym_name.data}: expected one f32 tensor argument (float in/out interface)")
-        ret = self.ops[-1] if self.ops else None
-        if ret is None or ret.name != "func.return" or len(ret.operands) != 1 or not _is_f32(ret.operands[0]):
-            raise EmitCError(f"@{func.sym_name.data}: expected to return one f32 tensor (float in/out interface)")
-        self.input, self.output = args[0], ret.operands[0]
-
-        root: dict[SSAValue, SSAValue | None] = {self.input: self.input}
-        first: dict[SSAValue, int] = {}
-        last: dict[SSAValue, int] = {}
-        order: list[SSAValue] = []
-        self.scratch: dict[int, int] = {}
+        self._interface()
+        root, _, last, _ = self._roots({})
+        outs = {root.get(v) for v in self.results}
+        in_place: dict[int, SSAValue] = {}
         for i, op in enumerate(self.ops):
-            for v in op.operands:
-                r = root.get(v)
-                if r is not None and r in last:
-                    last[r] = max(last[r], i)
-            if op.name in CONSTANT_OPS:
-                for res in op.results:
-                    root[res] = None
+            k = op.in_place_operand() if hasattr(op, "in_place_operand") else None
+            if k is None:
                 continue
-            if op.name in ALIAS_OPS:
-                src = root.get(op.operands[0])
-                if src is None:
-                    raise EmitCError(f"{op.name}: a view of a constant is not supported")
-                root[op.results[0]] = src
-                continue
-            for res in op.results:
-                if not isinstance(res.type, TensorType):
-                    raise EmitCError(f"{op.name}: non-tensor result {res.type} is not supported")
-                root[res] = res
-                first[res] = last[res] = i
-                order.append(res)
-            size = _scratch_bytes(op)
-            if size:
-                self.scratch[i] = size
-        self.root = root
-
-        out_root = root.get(self.output)
-        if out_root is None or out_root is self.input:
-            raise EmitCError("func.return: the result must be computed by the function")
+            src = root.get(op.operands[k])
+            if (isinstance(src, SSAValue) and src not in self.args and src not in outs and last.get(src) == i
+                    and tensor_bytes(src.type) == tensor_bytes(op.results[0].type)):
+                in_place[i] = op.operands[k]
+        root, first, last, order = self._roots(in_place)
+        self.root, self.in_place = root, in_place
+        self.scratch = {i: size for i, op in enumerate(self.ops) if (size := _scratch_bytes(op))}
+        self.out_roots = {root.get(v): a for v, a in self.results.items() if a.tensor}
         self.names: dict[SSAValue, str] = {}
         buffers: list[Buffer] = []
         for k, v in enumerate(order):
-            if v is out_root:
+            if v in self.out_roots:
                 continue
             name = f"v{k}"
             self.names[v] = name
@@ -265,20 +391,40 @@ class _Emitter:
             buffers.append(Buffer(f"scratch@{i}", _align(size), i, i))
         self.plan_ = plan(buffers, "best-fit")
         self.arena_bytes = self.plan_.arena_size
-        self.out_root = out_root
+        self.scalars = {v: f"s{k}" for k, v in enumerate(v for op in self.ops for v in op.results
+                                                          if root.get(v) is _SCALAR)}
 
     def ptr(self, v: SSAValue, ctype: str = "int8_t") -> str:
+        owner = v.owner
+        if isinstance(owner, train.LoadOp):
+            p = self.shared.params[owner.param.root_reference.data]
+            return p.cname if p.ctype == ctype else f"(({ctype} *)(void *){p.cname})"
         r = self.root.get(v)
         if r is None:
             raise EmitCError(f"value {v.name_hint or '?'} has no storage")
-        if r is self.input:
-            return "in" if ctype == "float" else f"(const {ctype} *)(const void *)in"
-        if r is self.out_root:
-            return "out" if ctype == "float" else f"({ctype} *)(void *)out"
+        if r in self.args:
+            a = self.args[r]
+            return a.cname if a.ctype == ctype else f"(const {ctype} *)(const void *){a.cname}"
+        if r in self.out_roots:
+            a = self.out_roots[r]
+            return a.cname if a.ctype == ctype else f"({ctype} *)(void *){a.cname}"
         off = self.plan_.offsets[self.names[r]]
         if ctype == "int8_t":
             return f"(arena + {off})"
         return f"(({ctype} *)(void *)(arena + {off}))"
+
+    def scalar(self, v: SSAValue) -> str:
+        if v in self.args:
+            return self.args[v].cname
+        if v in self.scalars:
+            return self.scalars[v]
+        raise EmitCError(f"scalar {v.name_hint or '?'} has no C variable")
+
+    def scratch_ptr(self, i: int, ctype: str = "int8_t") -> str:
+        if i not in self.scratch:
+            return "NULL"
+        off = self.plan_.offsets[f"scratch@{i}"]
+        return f"(arena + {off})" if ctype == "int8_t" else f"(({ctype} *)(void *)(arena + {off}))"
 
     def ctx(self, i: int) -> str:
         size = self.scratch.get(i, 0)
@@ -293,12 +439,16 @@ class _Emitter:
 
     # -- ops ---------------------------------------------------------------------
     def emit_op(self, i: int, op: Operation) -> list[str]:
-        if op.name in CONSTANT_OPS or op.name == "func.return":
+        if op.name in CONSTANT_OPS or isinstance(op, train.LoadOp):
             return []
+        if op.name == "func.return":
+            return self._return(op)
         res = op.results[0].name_hint if op.results else None
         head = f"/* {op.name}" + (f" -> %{res}" if res else "") + " */"
         if op.name in ALIAS_OPS:
             return [f"{head} /* alias of its input */"]
+        if i in self.in_place:
+            head = head[:-3] + ", in place */"
         body = self._body(i, op)
         return [head, "{", *("    " + line if line else "" for line in body), "}"]
 
@@ -436,91 +586,225 @@ class _Emitter:
                 f"static const int32_t perm[4] = {{{', '.join(map(str, perm4))}}};",
                 f"tmrt_transpose_s8({self.ptr(x)}, {self.ptr(y)}, dims, perm);",
             ]
+        if op.dialect_name() == "tk":
+            return self._tk_body(i, op)
         raise EmitCError(f"{op.name}: op not supported by the C emitter")
 
-    # -- files -------------------------------------------------------------------
-    def emit(self) -> dict[str, str]:
+    def _return(self, op: Operation) -> list[str]:
+        lines = []
+        for v, a in self.results.items():
+            if not a.tensor:
+                lines.append(f"*{a.cname} = {self.scalar(v)};")
+        return lines
+
+    def _geometry(self, op: Operation, x: tuple[int, ...], y: tuple[int, ...], k: tuple[int, int]) -> str:
+        (sh, sw), (ph, pw), (dh, dw) = op.geometry()  # type: ignore[attr-defined]
+        n, ih, iw, ic = tk.as_nhwc(x)
+        _, oh, ow, oc = tk.as_nhwc(y)
+        return (f"static const tk_conv_geometry g = {{{n}, {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {k[0]}, {k[1]}, "
+                f"{sh}, {sw}, {ph}, {pw}, {dh}, {dw}}};")
+
+    def _update_args(self, op: Operation) -> str:
+        """channels, n_channels, factor, lr, rng of a tk `*_sgd` call."""
+        ch = op.channel_list  # type: ignore[attr-defined]
+        channels = "NULL, 0" if ch is None else f"{self._array('int32_t', np.array(ch, np.int64), 'ch')}, {len(ch)}"
+        factor = self._array("float", tk.floats(op.factor), "factor")  # type: ignore[attr-defined]
+        rng = "NULL"
+        if op.rng is not None:  # type: ignore[attr-defined]
+            p = self.shared.params[op.rng.root_reference.data]  # type: ignore[attr-defined]
+            rng = f"(uint32_t *)(void *){p.cname}"
+        return f"{channels}, {factor}, {self.scalar(op.lr)}, {rng}"  # type: ignore[attr-defined]
+
+    def _param(self, op: Operation) -> str:
+        return self.shared.params[op.param.root_reference.data].cname  # type: ignore[attr-defined]
+
+    def _tk_body(self, i: int, op: Operation) -> list[str]:
+        f = "float"
+        if isinstance(op, tk.OutputMaskOp):
+            return [f"tk_output_mask_s8({self.ptr(op.input)}, {_count(op.input)}, {_v(op.act_min)}, {_v(op.act_max)}, "
+                    f"{self.ptr(op.result, 'uint8_t')});"]
+        if isinstance(op, tk.MaskGradOp):
+            return [f"tk_mask_grad_f32({self.ptr(op.grad, f)}, {self.ptr(op.mask, 'uint8_t')}, {_count(op.grad)}, "
+                    f"{self.ptr(op.result, f)});"]
+        if isinstance(op, tk.AddOp):
+            return [f"tk_add_f32({self.ptr(op.lhs, f)}, {self.ptr(op.rhs, f)}, {_count(op.lhs)}, {self.ptr(op.result, f)});"]
+        if isinstance(op, tk.SoftmaxXentOp):
+            k = _shape(op.logits)[1]
+            return [f"{self.scalar(op.loss)} = tk_softmax_xent_f32({self.ptr(op.logits, f)}, {k}, {self.scalar(op.label)}, "
+                    f"{self.ptr(op.grad, f)});"]
+        if isinstance(op, tk.GlobalAvgPoolGradOp):
+            n, h, w, c = _shape(op.result)
+            return [f"tk_global_avgpool_grad_f32({self.ptr(op.dy, f)}, {n}, {h}, {w}, {c}, {self.ptr(op.result, f)});"]
+        if isinstance(op, (tk.ConvInputGradOp, tk.DepthwiseConvInputGradOp)):
+            ws = tk.as_ohwi(_shape(op.weight))
+            w = self._const(op.weight, op, "int8_t", 8)
+            scale = self._array("float", tk.floats(op.w_scale), "wscale")
+            fn = "tk_conv_input_grad_f32" if isinstance(op, tk.ConvInputGradOp) else "tk_depthwise_conv_input_grad_f32"
+            return [self._geometry(op, _shape(op.result), _shape(op.dy), (ws[1], ws[2])),
+                    f"{fn}(&g, {self.ptr(op.dy, f)}, {w}, {scale}, {self.ptr(op.result, f)});"]
+        if isinstance(op, (tk.ConvWeightGradSGDOp, tk.DepthwiseConvWeightGradSGDOp)):
+            ws = tk.as_ohwi(op.param_shape() or ())
+            fn = ("tk_conv_weight_grad_sgd_s8" if isinstance(op, tk.ConvWeightGradSGDOp)
+                  else "tk_depthwise_conv_weight_grad_sgd_s8")
+            return [self._geometry(op, _shape(op.input), _shape(op.dy), (ws[1], ws[2])),
+                    f"skipped += {fn}(&g, {self.ptr(op.dy, f)}, {self.ptr(op.input)}, {_v(op.x_offset)}, "
+                    f"{_c_float(float(tk.floats(op.x_scale)[0]))}, {self._param(op)}, {self._update_args(op)}, "
+                    f"{self.scratch_ptr(i, f)});"]
+        if isinstance(op, tk.BiasGradSGDOp):
+            ys = _shape(op.dy)
+            c = ys[-1]
+            return [f"skipped += tk_bias_grad_sgd_s32({self.ptr(op.dy, f)}, {_count(op.dy) // c}, {c}, {self._param(op)}, "
+                    f"{self._update_args(op)});"]
+        raise EmitCError(f"{op.name}: op not supported by the C emitter")
+
+    # -- function ----------------------------------------------------------------
+    def body(self) -> list[str]:
         self.plan()
-        body: list[str] = []
+        lines: list[str] = []
+        for v, name in self.scalars.items():
+            lines.append(f"    {_ctype(v.type)} {name} = 0;")
+        updates = any(isinstance(op, tk.SGD_OPS) for op in self.ops)
+        if updates:
+            lines.append("    int32_t skipped = 0; /* update elements left alone: not finite */")
         for i, op in enumerate(self.ops):
             for line in self.emit_op(i, op):
-                body.append("    " + line if line else "")
-        P, p = self.P, self.prefix
-        arena = max(self.arena_bytes, ALIGN)
-        n_in, n_out = _count(self.input), _count(self.output)
-        guard = f"{P}_H"
-        header = "\n".join([
-            f"/* Generated by tinymlir (tinymlir/codegen/emit_c.py) from @{self.func.sym_name.data}. */",
-            f"#ifndef {guard}",
-            f"#define {guard}",
-            "",
-            "#include <stdint.h>",
-            "",
-            "#ifdef __cplusplus",
-            'extern "C" {',
-            "#endif",
-            "",
-            "/* bytes of the static activation arena (SRAM), kernel scratch included */",
-            f"#define {P}_ARENA_BYTES {arena}",
-            f"/* float elements read from `in`: {list(_shape(self.input))} */",
-            f"#define {P}_INPUT_SIZE {n_in}",
-            f"/* float elements written to `out`: {list(_shape(self.output))} */",
-            f"#define {P}_OUTPUT_SIZE {n_out}",
-            "",
-            f"/* Runs the network on {P}_INPUT_SIZE floats; writes {P}_OUTPUT_SIZE floats. Returns 0, or the",
-            " * negative arm_cmsis_nn_status of the first failing CMSIS-NN call. Not reentrant (static arena). */",
-            f"int {p}_infer(const float *in, float *out);",
-            "",
-            "#ifdef __cplusplus",
-            "}",
-            "#endif",
-            "",
-            f"#endif /* {guard} */",
-            "",
-        ])
-        layout = [f" *   {b.name:<12} {self.plan_.offsets[b.name]:>8} +{b.size_bytes:<8} steps {b.first_op_index}..{b.last_op_index}"
-                  for b in sorted(self.plan_.buffers, key=lambda b: (self.plan_.offsets[b.name], b.name))]
-        source = "\n".join([
-            f"/* Generated by tinymlir (tinymlir/codegen/emit_c.py) from @{self.func.sym_name.data}. */",
-            f'#include "{p}.h"',
-            "",
-            "#include <stddef.h>",
-            "#include <stdint.h>",
-            "",
-            '#include "arm_nnfunctions.h"',
-            '#include "tinymlir_rt.h"',
-            "",
-            f"/* Arena layout ({self.plan_.strategy}, {self.plan_.order or 'empty'}): name offset +bytes live steps",
-            *layout,
-            " */",
-            f"static int8_t arena[{arena}] __attribute__((aligned(16)));",
-            "",
-            "/* Weights, biases, multipliers and shifts (flash). */",
-            *self.flash,
-            "",
-            f"int {p}_infer(const float *in, float *out)",
-            "{",
-            *body,
-            "    return 0;",
-            "}",
-            "",
-        ])
-        return {f"{p}.h": header, f"{p}.c": source}
+                lines.append("    " + line if line else "")
+        lines.append("    return skipped ? 1 : 0;" if updates else "    return 0;")
+        return [f"{self.signature()}", "{", *lines, "}"]
+
+    def layout_comment(self) -> list[str]:
+        rows = [f" *   {b.name:<12} {self.plan_.offsets[b.name]:>8} +{b.size_bytes:<8} steps "
+                f"{b.first_op_index}..{b.last_op_index}"
+                for b in sorted(self.plan_.buffers, key=lambda b: (self.plan_.offsets[b.name], b.name))]
+        return [f"/* Arena layout of @{self.func.sym_name.data} ({self.plan_.strategy}, {self.plan_.arena_size} bytes):"
+                " name offset +bytes live steps", *rows, " */"]
+
+
+def _c_function_name(prefix: str, func: FuncOp) -> str:
+    name = func.sym_name.data
+    return f"{prefix}_infer" if name == "forward" else f"{prefix}_{name}"
+
+
+def _functions(module: ModuleOp | FuncOp, func_name: str | None) -> tuple[ModuleOp | None, list[FuncOp]]:
+    if isinstance(module, FuncOp):
+        return None, [module]
+    funcs = [op for op in module.ops if isinstance(op, FuncOp)]
+    if func_name is not None:
+        funcs = [f for f in funcs if f.sym_name.data == func_name]
+        if not funcs:
+            raise EmitCError(f"no function @{func_name} in the module")
+    if not funcs:
+        raise EmitCError("the module has no function")
+    return module, funcs
+
+
+_DOCS = {
+    "infer": "Runs the network on one input; writes the output. Returns 0, or the negative\n"
+             " * arm_cmsis_nn_status of the first failing CMSIS-NN call.",
+    "train_step": "One training step on one input and its label with learning rate `lr`: forward,\n"
+                  " * backward and in-place SGD of the trainable parameters; writes the loss before the\n"
+                  " * update. Returns 0; 1 if some update elements were skipped because they were not\n"
+                  " * finite (the rest of the step was applied); or a negative arm_cmsis_nn_status.",
+}
 
 
 def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | None = None) -> dict[str, str]:
-    """C sources `{prefix}.h` and `{prefix}.c` of the inference function of `module`
-    (its only function, or `func_name`), lowered to `cmsisnn`."""
+    """C sources `{prefix}.h` and `{prefix}.c` of the functions of `module` lowered to
+    `cmsisnn` and `tk` (all of them, or `func_name`): `@forward` becomes
+    `{prefix}_infer`, `@train_step` `{prefix}_train_step`, any other `@f` `{prefix}_f`."""
     if not prefix.isidentifier():
         raise EmitCError(f"prefix {prefix!r} is not a C identifier")
-    try:
-        func = find_func(module, func_name)
-    except Exception as e:
-        if func_name is None and isinstance(module, ModuleOp):
-            funcs = [op for op in module.ops if isinstance(op, FuncOp) and op.sym_name.data == "forward"]
-            if len(funcs) != 1:
-                raise EmitCError(str(e)) from e
-            func = funcs[0]
-        else:
-            raise EmitCError(str(e)) from e
-    return _Emitter(func, prefix).emit()
+    mod, funcs = _functions(module, func_name)
+    shared = _Shared(mod, prefix, funcs)
+    names = [_c_function_name(prefix, f) if len(funcs) > 1 or mod is not None else f"{prefix}_infer" for f in funcs]
+    emitters = [_Emitter(f, shared, n) for f, n in zip(funcs, names)]
+    bodies = [e.body() for e in emitters]
+    P, p = prefix.upper(), prefix
+    arena = max(max(e.arena_bytes for e in emitters), ALIGN)
+    main = next((e for e in emitters if e.c_name == f"{p}_infer"), emitters[0])
+    tensors_in = [v for v, a in main.args.items() if a.tensor]
+    tensors_out = [v for v, a in main.results.items() if a.tensor]
+    sizes = []
+    if tensors_in:
+        sizes += [f"/* elements read from `in` by {main.c_name}: {list(_shape(tensors_in[0]))} */",
+                  f"#define {P}_INPUT_SIZE {_count(tensors_in[0])}"]
+    if tensors_out:
+        sizes += [f"/* elements written to `out` by {main.c_name}: {list(_shape(tensors_out[0]))} */",
+                  f"#define {P}_OUTPUT_SIZE {_count(tensors_out[0])}"]
+    protos = []
+    for e in emitters:
+        doc = _DOCS.get(e.c_name[len(p) + 1:], f"@{e.func.sym_name.data}. Returns 0, or a negative status.")
+        protos += [f"/* {doc} Not reentrant (static arena). */", f"{e.signature()};", ""]
+    guard = f"{P}_H"
+    header = "\n".join([
+        f"/* Generated by tinymlir (tinymlir/codegen/emit_c.py) from "
+        f"{', '.join('@' + f.sym_name.data for f in funcs)}. */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <stdint.h>",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        "/* bytes of the static arena (SRAM) shared by the functions, kernel scratch included */",
+        f"#define {P}_ARENA_BYTES {arena}",
+        *sizes,
+        f"/* bytes of the parameters training updates (SRAM) and of the frozen ones (flash) */",
+        f"#define {P}_TRAINABLE_BYTES {sum(q.data.nbytes for q in shared.params.values() if q.mutable)}",
+        f"#define {P}_FROZEN_PARAM_BYTES {sum(q.data.nbytes for q in shared.params.values() if not q.mutable)}",
+        "",
+        *protos,
+        "/* The parameters (train.param), by index: name, bytes, current data. */",
+        f"int32_t {p}_param_count(void);",
+        f"const char *{p}_param_name(int32_t i);",
+        f"int32_t {p}_param_bytes(int32_t i);",
+        f"const void *{p}_param_data(int32_t i);",
+        "",
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif /* {guard} */",
+        "",
+    ])
+    table = list(shared.params.items())
+    param_fns = [
+        f"int32_t {p}_param_count(void)", "{", f"    return {len(table)};", "}", "",
+        f"const char *{p}_param_name(int32_t i)", "{",
+        f"    static const char *const names[{max(len(table), 1)}] = {{"
+        + (", ".join(f'"{n}"' for n, _ in table) or "0") + "};",
+        f"    return (i >= 0 && i < {len(table)}) ? names[i] : NULL;", "}", "",
+        f"int32_t {p}_param_bytes(int32_t i)", "{",
+        f"    static const int32_t bytes[{max(len(table), 1)}] = {{"
+        + (", ".join(str(q.data.nbytes) for _, q in table) or "0") + "};",
+        f"    return (i >= 0 && i < {len(table)}) ? bytes[i] : 0;", "}", "",
+        f"const void *{p}_param_data(int32_t i)", "{", "    switch (i)", "    {",
+        *(f"    case {k}: return {q.cname};" for k, (_, q) in enumerate(table)),
+        "    default: return NULL;", "    }", "}", "",
+    ]
+    source = "\n".join([
+        f"/* Generated by tinymlir (tinymlir/codegen/emit_c.py). */",
+        f'#include "{p}.h"',
+        "",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        '#include "arm_nnfunctions.h"',
+        '#include "tinymlir_rt.h"',
+        '#include "tk.h"',
+        "",
+        *(line for e in emitters for line in e.layout_comment()),
+        f"static int8_t arena[{arena}] __attribute__((aligned(16)));",
+        "",
+        "/* Parameters: frozen ones in flash (const), trained ones in SRAM. */",
+        *shared.param_definitions(),
+        "",
+        "/* Kernel constants: multipliers, shifts, scales, factors, channel lists (flash). */",
+        *shared.flash,
+        "",
+        *param_fns,
+        *(line for b in bodies for line in (*b, "")),
+    ])
+    return {f"{p}.h": header, f"{p}.c": source}

@@ -26,4 +26,9 @@ def get_tinymlir_dialects() -> dict[str, Callable[[], Dialect]]:
 
         return CmsisNN
 
-    return {"nn": get_nn, "quant": get_quant, "train": get_train, "cmsisnn": get_cmsisnn}
+    def get_tk():
+        from tinymlir.dialects.tk import TK
+
+        return TK
+
+    return {"nn": get_nn, "quant": get_quant, "train": get_train, "cmsisnn": get_cmsisnn, "tk": get_tk}

@@ -37,6 +37,7 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
     from tinymlir.interpreter.cmsisnn_impls import CmsisNNFunctions
     from tinymlir.interpreter.nn_impls import NNFunctions
     from tinymlir.interpreter.quant_impls import QuantFunctions
+    from tinymlir.interpreter.tk_impls import TkFunctions
     from tinymlir.interpreter.train_impls import TrainFunctions
 
     interp = Interpreter(module)
@@ -45,6 +46,7 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
     interp.register_implementations(QuantFunctions())
     interp.register_implementations(TrainFunctions())
     interp.register_implementations(CmsisNNFunctions())
+    interp.register_implementations(TkFunctions())
     return interp
 
 

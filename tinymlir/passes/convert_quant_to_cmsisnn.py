@@ -51,7 +51,7 @@ from xdsl.rewriter import InsertPoint
 from xdsl.transforms.dead_code_elimination import dce
 from xdsl.utils.exceptions import PassFailedException
 
-from tinymlir.dialects import cmsisnn, nn, quant
+from tinymlir.dialects import cmsisnn, nn, quant, train
 from tinymlir.dialects.nn import ints, shape_of
 from tinymlir.dialects.quant import UniformQuantizedType, qtype
 from tinymlir.passes.convert_layout import (
@@ -256,7 +256,7 @@ def lowering_problem(op: Operation) -> str | None:
     values = [*op.operands, *op.results]
     if not any(is_quantized(v) for v in values):
         return None
-    if isinstance(op, (func.FuncOp, func.ReturnOp)):
+    if isinstance(op, (func.FuncOp, func.ReturnOp, train.LoadOp)) or op.dialect_name() == "tk":
         return None
     if isinstance(op, quant.ConstantOp):
         return None if qtype(op.result).signed else "unsigned storage has no CMSIS-NN s8 kernel"
@@ -527,6 +527,45 @@ class ConvertFunctionBoundary(RewritePattern):
         rewriter.notify_op_modified(op)
 
 
+# -- training state and kernels -------------------------------------------------------------
+class ConvertParamLoad(RewritePattern):
+    """train.load of a quantized param -> a load of its storage integers (the params
+    themselves are retyped by the pass; their values already are the integers)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: train.LoadOp, rewriter: PatternRewriter) -> None:
+        if not is_quantized(op.result):
+            return
+        new = train.LoadOp(op.param, storage_type(op.result.type))
+        new.result.name_hint = op.result.name_hint
+        cast, res = _cast(new.result, op.result.type)
+        rewriter.replace(op, [new, *cast], [res])
+
+
+class KernelOperandsToStorage(RewritePattern):
+    """A `tk` kernel reads a quantized operand as its storage integers."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if op.dialect_name() != "tk" or not any(is_quantized(v) for v in op.operands):
+            return
+        operands = []
+        for v in op.operands:
+            new_ops, x = stored(v) if is_quantized(v) else ([], v)
+            rewriter.insert(new_ops)  # before `op`, the default insertion point
+            operands.append(x)
+        new = type(op).create(operands=operands, result_types=[r.type for r in op.results],
+                              properties=dict(op.properties), attributes=dict(op.attributes))
+        for old, res in zip(op.results, new.results):
+            res.name_hint = old.name_hint
+        rewriter.replace(op, [new])
+
+
+def params_to_storage(module: ModuleOp) -> None:
+    for op in module.body.block.ops:
+        if isinstance(op, train.ParamOp) and op.quantized_type is not None:
+            op.type = storage_type(op.type)  # type: ignore[assignment]
+
+
 # -- cancelling what the conversion leaves behind -------------------------------------------
 class FoldCastPair(RewritePattern):
     """cast(cast(x)) back to the type of x  ->  x."""
@@ -595,7 +634,9 @@ class ConvertQuantToCmsisNNPass(ModulePass):
             problem = lowering_problem(inner)
             if problem is not None:
                 raise _fail(f"cannot lower {_describe(inner)}: {problem}")
+        params_to_storage(op)
         patterns = GreedyRewritePatternApplier([
+            ConvertParamLoad(), KernelOperandsToStorage(),
             ConvertConv2d(), ConvertFullyConnected(), ConvertAdd(), ConvertGlobalAvgPool(), ConvertMaxPool(),
             ConvertRequantize(), ConvertQuantize(), ConvertDequantize(), ConvertConstant(), ConvertDataMovement(),
             ConvertFunctionBoundary(), FoldCastPair(), FoldTransposePair(),

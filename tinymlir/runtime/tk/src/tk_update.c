@@ -1,0 +1,248 @@
+/* tinymlir training kernels: weight and bias gradients fused with the in-place SGD update
+ * of quantized parameters (nearest or stochastic rounding). Semantics in tk.h. */
+#include <math.h>
+#include <stddef.h>
+
+#include "tk.h"
+
+#define TK_DW_BLOCK 16   /* channels per block of the depthwise weight gradient */
+#define TK_BIAS_BLOCK 32 /* channels per block of the bias gradient */
+
+static uint32_t tk__fmix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+static float tk__clamp_i32_range(float t)
+{
+    if (t < -2147483648.0f) {
+        return -2147483648.0f;
+    }
+    if (t > 2147483648.0f) {
+        return 2147483648.0f;
+    }
+    return t;
+}
+
+/* The SGD rule of tk.h for one element: returns 1 (skipped, *q unchanged) if
+ * lr * (gw * f) is not finite, else stores the saturated new value in *q and returns 0.
+ * stochastic != 0 selects stochastic rounding with counter value `seed` (= state + i). */
+static int32_t tk__sgd_step(int64_t *q, float gw, float f, float lr, int stochastic, uint32_t seed,
+                            int64_t qmin, int64_t qmax)
+{
+    const float gs = gw * f;
+    float t = lr * gs;
+    int64_t v;
+    if (!isfinite(t)) {
+        return 1;
+    }
+    t = tk__clamp_i32_range(t);
+    if (stochastic) {
+        const float u = (float)(tk__fmix32(seed) >> 8) * 0x1p-24f;
+        const float r = tk__clamp_i32_range(u - t);
+        v = *q + (int64_t)floorf(r);
+    } else {
+        v = *q - (int64_t)rintf(t);
+    }
+    *q = v < qmin ? qmin : (v > qmax ? qmax : v);
+    return 0;
+}
+
+static int32_t tk__sgd_s8(int8_t *p, float gw, float f, float lr, int stochastic, uint32_t seed)
+{
+    int64_t q = *p;
+    int32_t skipped = tk__sgd_step(&q, gw, f, lr, stochastic, seed, -127, 127);
+    *p = (int8_t)q;
+    return skipped;
+}
+
+static int32_t tk__sgd_s32(int32_t *p, float gw, float f, float lr, int stochastic, uint32_t seed)
+{
+    int64_t q = *p;
+    int32_t skipped = tk__sgd_step(&q, gw, f, lr, stochastic, seed, -2147483647LL, 2147483647LL);
+    *p = (int32_t)q;
+    return skipped;
+}
+
+/* ---------------------------------------------------------------- regular convolution */
+
+int32_t tk_conv_weight_grad_sgd_scratch_bytes(const tk_conv_geometry *g)
+{
+    return g->k_h * g->k_w * g->in_c * (int32_t)sizeof(float);
+}
+
+int32_t tk_conv_weight_grad_sgd_s8(const tk_conv_geometry *g, const float *dy, const int8_t *x,
+                                   int32_t x_offset, float x_scale, int8_t *w,
+                                   const int32_t *channels, int32_t n_channels, const float *factor,
+                                   float lr, uint32_t *rng, float *scratch)
+{
+    const int32_t in_c = g->in_c, out_c = g->out_c, k_w = g->k_w;
+    const int32_t kk = g->k_h * g->k_w * in_c; /* elements per output channel */
+    const int32_t n_sel = channels != NULL ? n_channels : out_c;
+    const int stochastic = rng != NULL;
+    const uint32_t state = stochastic ? *rng : 0u;
+    int32_t skipped = 0;
+    int32_t j, e, b, oh, ow, kh, kw, ci;
+    for (j = 0; j < n_sel; j++) {
+        const int32_t co = channels != NULL ? channels[j] : j;
+        int8_t *wrow = w + (size_t)co * kk;
+        const float f = factor[co];
+        const uint32_t base = state + (uint32_t)j * (uint32_t)kk;
+        for (e = 0; e < kk; e++) {
+            scratch[e] = 0.0f;
+        }
+        for (b = 0; b < g->n; b++) {
+            for (oh = 0; oh < g->out_h; oh++) {
+                for (ow = 0; ow < g->out_w; ow++) {
+                    const float d = dy[(((size_t)b * g->out_h + oh) * g->out_w + ow) * out_c + co];
+                    if (d == 0.0f) {
+                        continue;
+                    }
+                    for (kh = 0; kh < g->k_h; kh++) {
+                        const int32_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
+                        if (ih < 0 || ih >= g->in_h) {
+                            continue;
+                        }
+                        for (kw = 0; kw < k_w; kw++) {
+                            const int32_t iw = ow * g->stride_w - g->pad_w + kw * g->dil_w;
+                            const int8_t *restrict xrow;
+                            float *restrict s;
+                            if (iw < 0 || iw >= g->in_w) {
+                                continue;
+                            }
+                            xrow = x + (((size_t)b * g->in_h + ih) * g->in_w + iw) * in_c;
+                            s = scratch + (size_t)(kh * k_w + kw) * in_c;
+                            for (ci = 0; ci < in_c; ci++) {
+                                s[ci] = s[ci] + d * ((float)(xrow[ci] + x_offset) * x_scale);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (e = 0; e < kk; e++) {
+            skipped += tk__sgd_s8(&wrow[e], scratch[e], f, lr, stochastic, base + (uint32_t)e);
+        }
+    }
+    if (stochastic) {
+        *rng = state + (uint32_t)n_sel * (uint32_t)kk;
+    }
+    return skipped;
+}
+
+/* ---------------------------------------------------------------- depthwise convolution */
+
+int32_t tk_depthwise_conv_weight_grad_sgd_scratch_bytes(const tk_conv_geometry *g)
+{
+    return g->k_h * g->k_w * (int32_t)sizeof(float);
+}
+
+/* Loop order: blocks of up to TK_DW_BLOCK selected channels, then taps, then positions,
+ * with the block's accumulators in a small local array: each (tap, channel) gradient
+ * still sums its terms over (n, oh, ow) ascending, the positions are read in order and
+ * a block's channels share cache lines. */
+int32_t tk_depthwise_conv_weight_grad_sgd_s8(const tk_conv_geometry *g, const float *dy, const int8_t *x,
+                                             int32_t x_offset, float x_scale, int8_t *w,
+                                             const int32_t *channels, int32_t n_channels,
+                                             const float *factor, float lr, uint32_t *rng, float *scratch)
+{
+    const int32_t c = g->out_c, k_w = g->k_w;
+    const int32_t n_sel = channels != NULL ? n_channels : c;
+    const int stochastic = rng != NULL;
+    const uint32_t state = stochastic ? *rng : 0u;
+    float acc[TK_DW_BLOCK];
+    int32_t chs[TK_DW_BLOCK];
+    int32_t skipped = 0;
+    int32_t j0, nb, jb, kh, kw, b, oh, ow;
+    for (j0 = 0; j0 < n_sel; j0 += nb) {
+        nb = n_sel - j0 < TK_DW_BLOCK ? n_sel - j0 : TK_DW_BLOCK;
+        for (jb = 0; jb < nb; jb++) {
+            chs[jb] = channels != NULL ? channels[j0 + jb] : j0 + jb;
+        }
+        for (kh = 0; kh < g->k_h; kh++) {
+            for (kw = 0; kw < k_w; kw++) {
+                const int32_t tap = kh * k_w + kw;
+                for (jb = 0; jb < nb; jb++) {
+                    acc[jb] = 0.0f;
+                }
+                for (b = 0; b < g->n; b++) {
+                    for (oh = 0; oh < g->out_h; oh++) {
+                        const int32_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
+                        if (ih < 0 || ih >= g->in_h) {
+                            continue;
+                        }
+                        for (ow = 0; ow < g->out_w; ow++) {
+                            const int32_t iw = ow * g->stride_w - g->pad_w + kw * g->dil_w;
+                            const float *dyrow;
+                            const int8_t *xrow;
+                            if (iw < 0 || iw >= g->in_w) {
+                                continue;
+                            }
+                            dyrow = dy + (((size_t)b * g->out_h + oh) * g->out_w + ow) * c;
+                            xrow = x + (((size_t)b * g->in_h + ih) * g->in_w + iw) * c;
+                            for (jb = 0; jb < nb; jb++) {
+                                const float d = dyrow[chs[jb]];
+                                if (d != 0.0f) {
+                                    acc[jb] = acc[jb] + d * ((float)(xrow[chs[jb]] + x_offset) * x_scale);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (jb = 0; jb < nb; jb++) {
+                    const int32_t ch = chs[jb];
+                    const uint32_t i = (uint32_t)tap * (uint32_t)n_sel + (uint32_t)(j0 + jb);
+                    skipped += tk__sgd_s8(&w[(size_t)tap * c + ch], acc[jb], factor[ch], lr, stochastic, state + i);
+                }
+                if (j0 + nb == n_sel) {
+                    scratch[tap] = acc[nb - 1]; /* the last selected channel's gradient */
+                }
+            }
+        }
+    }
+    if (stochastic) {
+        *rng = state + (uint32_t)n_sel * (uint32_t)(g->k_h * k_w);
+    }
+    return skipped;
+}
+
+/* ---------------------------------------------------------------- bias */
+
+int32_t tk_bias_grad_sgd_s32(const float *dy, int32_t rows, int32_t c, int32_t *b,
+                             const int32_t *channels, int32_t n_channels, const float *factor,
+                             float lr, uint32_t *rng)
+{
+    const int32_t n_sel = channels != NULL ? n_channels : c;
+    const int stochastic = rng != NULL;
+    const uint32_t state = stochastic ? *rng : 0u;
+    float acc[TK_BIAS_BLOCK];
+    int32_t chs[TK_BIAS_BLOCK];
+    int32_t skipped = 0;
+    int32_t j0, nb, jb, r;
+    for (j0 = 0; j0 < n_sel; j0 += nb) {
+        nb = n_sel - j0 < TK_BIAS_BLOCK ? n_sel - j0 : TK_BIAS_BLOCK;
+        for (jb = 0; jb < nb; jb++) {
+            chs[jb] = channels != NULL ? channels[j0 + jb] : j0 + jb;
+            acc[jb] = 0.0f;
+        }
+        for (r = 0; r < rows; r++) {
+            const float *row = dy + (size_t)r * c;
+            for (jb = 0; jb < nb; jb++) {
+                acc[jb] = acc[jb] + row[chs[jb]];
+            }
+        }
+        for (jb = 0; jb < nb; jb++) {
+            const int32_t ch = chs[jb];
+            skipped += tk__sgd_s32(&b[ch], acc[jb], factor[ch], lr, stochastic, state + (uint32_t)(j0 + jb));
+        }
+    }
+    if (stochastic) {
+        *rng = state + (uint32_t)n_sel;
+    }
+    return skipped;
+}
