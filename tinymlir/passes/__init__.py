@@ -64,8 +64,14 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ReorderUpdatePass
 
+    def convert_train_to_tk():
+        from tinymlir.passes.convert_train_to_tk import ConvertTrainToTkPass
+
+        return ConvertTrainToTkPass
+
     return {
         "autodiff": autodiff,
+        "convert-train-to-tk": convert_train_to_tk,
         "convert-layout": convert_layout,
         "convert-quant-to-cmsisnn": convert_quant_to_cmsisnn,
         "fuse-qdq": fuse_qdq,
