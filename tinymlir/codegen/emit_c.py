@@ -650,6 +650,18 @@ class _Emitter:
                     f"skipped += {fn}(&g, {self.ptr(op.dy, f)}, {self.ptr(op.input)}, {_v(op.x_offset)}, "
                     f"{_c_float(float(tk.floats(op.x_scale)[0]))}, {self._param(op)}, {self._update_args(op)}, "
                     f"{self.scratch_ptr(i, f)});"]
+        if isinstance(op, (tk.GatherChannelsOp, tk.MergeChannelsOp)):
+            ch = ints(op.channels)
+            chans = self._array("int32_t", np.array(ch, np.int64), "ch")
+            ys = _shape(op.result)
+            rows = _count(op.result) // ys[-1]
+            size = tensor_bytes(op.result.type) // max(_count(op.result), 1)
+            ct = _ctype(op.result.type)
+            if isinstance(op, tk.GatherChannelsOp):
+                return [f"tk_gather_channels({self.ptr(op.input, ct)}, {rows}, {_shape(op.input)[-1]}, {chans}, "
+                        f"{len(ch)}, {size}, {self.ptr(op.result, ct)});"]
+            return [f"tk_merge_channels({self.ptr(op.lhs, ct)}, {self.ptr(op.rhs, ct)}, {rows}, {len(ch)}, "
+                    f"{_shape(op.rhs)[-1]}, {chans}, {size}, {self.ptr(op.result, ct)});"]
         if isinstance(op, tk.BiasGradSGDOp):
             ys = _shape(op.dy)
             c = ys[-1]
@@ -794,6 +806,7 @@ def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | No
         '#include "arm_nnfunctions.h"',
         '#include "tinymlir_rt.h"',
         '#include "tk.h"',
+        '#include "tk_channels.h"',
         "",
         *(line for e in emitters for line in e.layout_comment()),
         f"static int8_t arena[{arena}] __attribute__((aligned(16)));",

@@ -542,15 +542,84 @@ class BiasGradSGDOp(_SGDOp):
         self.verify_update(ws[0], 32)
 
 
+# -- channel data movement (splitting a sparsely updated layer) -------------------------
+def _check_channel_list(op: IRDLOperation, channels: Sequence[int], count: int) -> None:
+    if not channels or list(channels) != sorted(set(channels)) or channels[0] < 0 or channels[-1] >= count:
+        raise VerifyException(f"{op.name}: channels {list(channels)} must be increasing indices below {count}")
+
+
+@irdl_op_definition
+class GatherChannelsOp(IRDLOperation):
+    """`tk_gather_channels`: `out[..., j] = x[..., channels[j]]` (channels last; elements
+    of 1, 2, 4 or 8 bytes)."""
+
+    name = "tk.gather_channels"
+    irdl_options = (ParsePropInAttrDict(),)
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    channels = prop_def(DenseArrayBase[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$input `channels` $channels " + _TAIL
+
+    def __init__(self, input: SSAValue, channels: Sequence[int]):
+        t = input.type
+        assert isinstance(t, TensorType)
+        shape = list(t.get_shape())
+        super().__init__(operands=[input], result_types=[TensorType(t.element_type, shape[:-1] + [len(channels)])],
+                         properties={"channels": DenseArrayBase.from_list(i64, list(channels))})
+
+    def verify_(self) -> None:
+        xs, ys = _shape(self, self.input, "input"), _shape(self, self.result, "result")
+        ch = ints(self.channels)
+        _check_channel_list(self, ch, xs[-1])
+        if ys != xs[:-1] + (len(ch),) or self.result.type.element_type != self.input.type.element_type:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: the result must be the input {list(xs)} with {len(ch)} channels")
+
+
+@irdl_op_definition
+class MergeChannelsOp(IRDLOperation):
+    """`tk_merge_channels`: the inverse of two gathers: `out[..., channels[j]] = a[..., j]`,
+    the other channels of `out` are `b`'s, in order (channels last)."""
+
+    name = "tk.merge_channels"
+    irdl_options = (ParsePropInAttrDict(),)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    channels = prop_def(DenseArrayBase[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs `channels` $channels " + _TAIL
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, channels: Sequence[int]):
+        t = lhs.type
+        assert isinstance(t, TensorType)
+        shape = list(t.get_shape())
+        total = shape[-1] + rhs.type.get_shape()[-1]  # type: ignore[attr-defined]
+        super().__init__(operands=[lhs, rhs], result_types=[TensorType(t.element_type, shape[:-1] + [total])],
+                         properties={"channels": DenseArrayBase.from_list(i64, list(channels))})
+
+    def verify_(self) -> None:
+        a, b = _shape(self, self.lhs, "lhs"), _shape(self, self.rhs, "rhs")
+        ys = _shape(self, self.result, "result")
+        ch = ints(self.channels)
+        _check_channel_list(self, ch, ys[-1] if ys else 0)
+        if a[:-1] != ys[:-1] or b[:-1] != ys[:-1] or a[-1] != len(ch) or a[-1] + b[-1] != ys[-1]:
+            raise VerifyException(f"{self.name}: lhs {list(a)} ({len(ch)} channels) and rhs {list(b)} do not merge "
+                                  f"into {list(ys)}")
+        et = self.result.type.element_type  # type: ignore[attr-defined]
+        if self.lhs.type.element_type != et or self.rhs.type.element_type != et:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: operands and result must have one element type")
+
+
+#: The ops that update a param in place.
+SGD_OPS = (ConvWeightGradSGDOp, DepthwiseConvWeightGradSGDOp, BiasGradSGDOp)
+
 TK = Dialect(
     "tk",
     [
         OutputMaskOp, MaskGradOp, AddOp, SoftmaxXentOp, GlobalAvgPoolGradOp,
         ConvInputGradOp, DepthwiseConvInputGradOp, ConvWeightGradSGDOp, DepthwiseConvWeightGradSGDOp,
-        BiasGradSGDOp,
+        BiasGradSGDOp, GatherChannelsOp, MergeChannelsOp,
     ],
     [],
 )
-
-#: The ops that update a param in place.
-SGD_OPS = (ConvWeightGradSGDOp, DepthwiseConvWeightGradSGDOp, BiasGradSGDOp)

@@ -57,6 +57,19 @@ def skipped_updates(interpreter: Interpreter) -> list[int]:
     return interpreter.get_data(TkFunctions, "skipped", lambda: [0])
 
 
+def gather_channels(x: np.ndarray, channels: list[int]) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x)[..., channels])
+
+
+def merge_channels(a: np.ndarray, b: np.ndarray, channels: list[int]) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.empty(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), dtype=a.dtype)
+    rest = np.setdiff1d(np.arange(out.shape[-1]), channels)
+    out[..., channels] = a
+    out[..., rest] = b
+    return out
+
+
 @register_impls
 class TkFunctions(InterpreterFunctions):
     @impl(tk.OutputMaskOp)
@@ -160,3 +173,12 @@ class TkFunctions(InterpreterFunctions):
             return tm.bias_grad_sgd(dy2, b, channels, factor, lr, rng)
 
         return self._update(interpreter, op, run)
+
+    # -- channel data movement -------------------------------------------------------
+    @impl(tk.GatherChannelsOp)
+    def run_gather_channels(self, interpreter: Interpreter, op: tk.GatherChannelsOp, args: tuple[Any, ...]):
+        return (gather_channels(args[0], list(ints(op.channels))),)
+
+    @impl(tk.MergeChannelsOp)
+    def run_merge_channels(self, interpreter: Interpreter, op: tk.MergeChannelsOp, args: tuple[Any, ...]):
+        return (merge_channels(args[0], args[1], list(ints(op.channels))),)

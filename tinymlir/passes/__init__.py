@@ -64,6 +64,11 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ReorderUpdatePass
 
+    def split_sparse_params():
+        from tinymlir.passes.split_sparse_params import SplitSparseParamsPass
+
+        return SplitSparseParamsPass
+
     def convert_train_to_tk():
         from tinymlir.passes.convert_train_to_tk import ConvertTrainToTkPass
 
@@ -72,6 +77,7 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "autodiff": autodiff,
         "convert-train-to-tk": convert_train_to_tk,
+        "split-sparse-params": split_sparse_params,
         "convert-layout": convert_layout,
         "convert-quant-to-cmsisnn": convert_quant_to_cmsisnn,
         "fuse-qdq": fuse_qdq,
