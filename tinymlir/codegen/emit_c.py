@@ -50,7 +50,8 @@ from tinymlir.codegen.memory_plan import Buffer, find_func, plan, tensor_bytes
 from tinymlir.dialects import cmsisnn, tk, train
 from tinymlir.dialects.cmsisnn import ints
 
-__all__ = ["EmitCError", "RUNTIME_DIR", "CMSISNN_DIR", "emit_c", "runtime_sources", "include_dirs"]
+__all__ = ["ArenaPeak", "CInfo", "EmitCError", "RUNTIME_DIR", "CMSISNN_DIR", "TK_DIR", "emit_c", "emit_c_info",
+           "runtime_sources", "include_dirs"]
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 CMSISNN_DIR = RUNTIME_DIR / "cmsisnn"
@@ -380,12 +381,14 @@ class _Emitter:
         self.scratch = {i: size for i, op in enumerate(self.ops) if (size := _scratch_bytes(op))}
         self.out_roots = {root.get(v): a for v, a in self.results.items() if a.tensor}
         self.names: dict[SSAValue, str] = {}
+        self.hints: dict[str, str] = {}
         buffers: list[Buffer] = []
         for k, v in enumerate(order):
             if v in self.out_roots:
                 continue
             name = f"v{k}"
             self.names[v] = name
+            self.hints[name] = f"%{v.name_hint or name} {'x'.join(map(str, _shape(v)))}x{v.type.element_type}"
             buffers.append(Buffer(name, _align(tensor_bytes(v.type)), first[v], last[v]))
         for i, size in sorted(self.scratch.items()):
             buffers.append(Buffer(f"scratch@{i}", _align(size), i, i))
@@ -692,6 +695,41 @@ class _Emitter:
                 " name offset +bytes live steps", *rows, " */"]
 
 
+    def peak(self) -> "ArenaPeak":
+        """The step whose live buffers make the arena's lower bound, and those buffers."""
+        steps = max(len(self.ops), 1)
+        live = [[b for b in self.plan_.buffers if b.first_op_index <= i <= b.last_op_index] for i in range(steps)]
+        i = max(range(steps), key=lambda k: sum(b.size_bytes for b in live[k]))
+        op = self.ops[i] if self.ops else None
+        what = "(empty)" if op is None else op.name + (f" (%{op.results[0].name_hint})" if op.results
+                                                          and op.results[0].name_hint else "")
+        tensors = sorted(((self.hints.get(b.name, b.name), b.size_bytes) for b in live[i]), key=lambda t: -t[1])
+        return ArenaPeak(self.c_name, self.plan_.arena_size, i, what, tensors)
+
+
+@dataclass(frozen=True)
+class ArenaPeak:
+    """Where a function's arena peaks: its size, the step, the op there and the tensors
+    live there (name, bytes), largest first."""
+
+    function: str
+    arena_bytes: int
+    step: int
+    op: str
+    live: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class CInfo:
+    """What `emit_c_info` reports besides the sources: bytes of the shared arena, of the
+    trained (SRAM) and frozen (flash) parameters, and each function's arena peak."""
+
+    arena_bytes: int
+    trainable_bytes: int
+    frozen_bytes: int
+    peaks: list[ArenaPeak]
+
+
 def _c_function_name(prefix: str, func: FuncOp) -> str:
     name = func.sym_name.data
     return f"{prefix}_infer" if name == "forward" else f"{prefix}_{name}"
@@ -724,6 +762,12 @@ def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | No
     """C sources `{prefix}.h` and `{prefix}.c` of the functions of `module` lowered to
     `cmsisnn` and `tk` (all of them, or `func_name`): `@forward` becomes
     `{prefix}_infer`, `@train_step` `{prefix}_train_step`, any other `@f` `{prefix}_f`."""
+    return emit_c_info(module, prefix, func_name)[0]
+
+
+def emit_c_info(module: ModuleOp | FuncOp, prefix: str = "model",
+                func_name: str | None = None) -> tuple[dict[str, str], CInfo]:
+    """`emit_c`, and the memory facts of the result (`CInfo`)."""
     if not prefix.isidentifier():
         raise EmitCError(f"prefix {prefix!r} is not a C identifier")
     mod, funcs = _functions(module, func_name)
@@ -820,4 +864,6 @@ def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | No
         *param_fns,
         *(line for b in bodies for line in (*b, "")),
     ])
-    return {f"{p}.h": header, f"{p}.c": source}
+    info = CInfo(arena, sum(q.data.nbytes for q in shared.params.values() if q.mutable),
+                 sum(q.data.nbytes for q in shared.params.values() if not q.mutable), [e.peak() for e in emitters])
+    return {f"{p}.h": header, f"{p}.c": source}, info
