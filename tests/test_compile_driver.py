@@ -34,7 +34,9 @@ def test_train_project_builds_runs_and_reports(example, tmp_path, capsys):
     for name in ("model.c", "model.h", "Makefile", "model.mlir", "summary.txt", "runtime/tk/include/tk.h",
                  "runtime/cmsisnn/include/arm_nnfunctions.h"):
         assert (out / name).is_file(), name
-    assert "int model_train_step(const float *in, int32_t label, float lr, float *loss);" in (out / "model.h").read_text()
+    header = (out / "model.h").read_text()
+    assert "int model_train_step(const int8_t *in, int32_t label, float lr, float *loss);" in header
+    assert "int model_infer(const int8_t *in, int8_t *out);" in header
     assert "arena peak (SRAM)" in text and "trained parameters (SRAM)" in text
     losses = [float(v) for v in text.split("host: 3 steps on label 4, loss ")[1].splitlines()[0].split(" -> ")]
     assert len(losses) == 3 and losses[-1] < losses[0]

@@ -124,10 +124,21 @@ def test_digits_train_step_cortex_m4_bit_exact(digits_train, toolchain, tmp_path
 # --------------------------------------------------------------------------- MCUNet-5fps
 
 
+def quantized_nhwc(x: np.ndarray, arg_type) -> np.ndarray:
+    """x quantized as `quant.quantize` would (float32 division, half to even), NHWC."""
+    qt = arg_type.element_type
+    q = np.rint(np.asarray(x, np.float32) / np.float32(qt.scale)) + qt.zero_point
+    return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8).transpose(0, 2, 3, 1))
+
+
 @pytest.fixture(scope="module")
 def mcunet_train():
-    module = lower(import_onnx(str(shared_model("mcunet-5fps-int8.onnx"))), f"{MCUNET_TRAIN},{LOWER}")
-    return module, np.ascontiguousarray(sample_photos()[0], np.float32)
+    """MCUNet-5fps, the 99kb scheme, with the int8 NHWC interface of `int8-io`."""
+    module = lower(import_onnx(str(shared_model("mcunet-5fps-int8.onnx"))), f"{MCUNET_TRAIN},int8-io")
+    step = next(op for op in module.walk() if getattr(op, "sym_name", None) is not None
+                and op.sym_name.data == "train_step")
+    x = quantized_nhwc(sample_photos()[0], step.function_type.inputs.data[0])
+    return lower(module, LOWER), x
 
 
 def test_mcunet_99kb_train_step_host_bit_exact(mcunet_train, tmp_path):
@@ -141,6 +152,8 @@ def test_mcunet_99kb_train_step_host_bit_exact(mcunet_train, tmp_path):
 def test_mcunet_99kb_train_step_cortex_m4_bit_exact(mcunet_train, toolchain, tmp_path):
     module, x = mcunet_train
     labels = [3, 5]
+    assert "int model_train_step(const int8_t *in, int32_t label, float lr, float *loss);" in \
+        emit_c(module)["model.h"]
     run, size, count = run_m4(module, x, labels, 0.05, tmp_path)  # links only if it fits 320 KiB
     losses, params = interpreter_run(module, x, labels, 0.05)
     assert_same(run, losses, params)

@@ -331,9 +331,9 @@ class _Emitter:
         """Map every value to the value owning its storage (views and in-place results
         share their source's); first and last step of every owner."""
         root: dict[SSAValue, Any] = {a: a for a in self.args}
-        first: dict[Any, int] = {}
-        last: dict[Any, int] = {}
-        order: list[SSAValue] = []
+        first: dict[Any, int] = {a: 0 for a in self.copied}
+        last: dict[Any, int] = {a: 0 for a in self.copied}
+        order: list[SSAValue] = list(self.copied)
         for i, op in enumerate(self.ops):
             for v in op.operands:
                 r = root.get(v)
@@ -365,6 +365,9 @@ class _Emitter:
             raise EmitCError(f"@{func.sym_name.data}: expected a single block, got {len(blocks)}")
         self.ops = list(blocks[0].ops)
         self._interface()
+        # int8 tensor arguments are copied into the arena (where they die after their last
+        # use, like any activation); float ones are read where the caller has them
+        self.copied = [a for a, c in self.args.items() if c.tensor and c.ctype == "int8_t"]
         root, _, last, _ = self._roots({})
         outs = {root.get(v) for v in self.results}
         in_place: dict[int, SSAValue] = {}
@@ -405,7 +408,7 @@ class _Emitter:
         r = self.root.get(v)
         if r is None:
             raise EmitCError(f"value {v.name_hint or '?'} has no storage")
-        if r in self.args:
+        if r in self.args and r not in self.copied:
             a = self.args[r]
             return a.cname if a.ctype == ctype else f"(const {ctype} *)(const void *){a.cname}"
         if r in self.out_roots:
@@ -681,6 +684,8 @@ class _Emitter:
         updates = any(isinstance(op, tk.SGD_OPS) for op in self.ops)
         if updates:
             lines.append("    int32_t skipped = 0; /* update elements left alone: not finite */")
+        for a in self.copied:
+            lines.append(f"    memcpy({self.ptr(a)}, {self.args[a].cname}, {_count(a)}); /* the input, into the arena */")
         for i, op in enumerate(self.ops):
             for line in self.emit_op(i, op):
                 lines.append("    " + line if line else "")
@@ -846,6 +851,7 @@ def emit_c_info(module: ModuleOp | FuncOp, prefix: str = "model",
         "",
         "#include <stddef.h>",
         "#include <stdint.h>",
+        "#include <string.h>",
         "",
         '#include "arm_nnfunctions.h"',
         '#include "tinymlir_rt.h"',

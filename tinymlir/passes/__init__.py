@@ -64,6 +64,11 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ReorderUpdatePass
 
+    def int8_io():
+        from tinymlir.passes.int8_io import Int8IOPass
+
+        return Int8IOPass
+
     def split_sparse_params():
         from tinymlir.passes.split_sparse_params import SplitSparseParamsPass
 
@@ -78,6 +83,7 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "autodiff": autodiff,
         "convert-train-to-tk": convert_train_to_tk,
         "split-sparse-params": split_sparse_params,
+        "int8-io": int8_io,
         "convert-layout": convert_layout,
         "convert-quant-to-cmsisnn": convert_quant_to_cmsisnn,
         "fuse-qdq": fuse_qdq,

@@ -81,6 +81,8 @@ def make_arg_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=tuple(TARGETS), default="cortex-m4")
     c.add_argument("--calibration", help="calibration inputs (.npy) to quantize a float model")
     c.add_argument("--prefix", default="model", help="C name prefix (default model)")
+    c.add_argument("--float-io", action="store_true",
+                   help="keep float inputs and outputs (default: int8, NHWC, as the sensor delivers them)")
     c.add_argument("--run", type=int, default=0, metavar="STEPS",
                    help="with --train: build the training harness and run STEPS steps on one input, on the host "
                         "and (for cortex-m4, if qemu-system-arm is installed) in QEMU")
@@ -135,6 +137,8 @@ def pipelines(args: argparse.Namespace, model: Path, calibration: str | None) ->
             train += f',sparse-update{{scheme="{scheme.resolve()}"}}'
         stages.append(("training step", train + ",prune-backward,reorder-update"))
         lower = "convert-train-to-tk," + lower + ",split-sparse-params"
+    if not args.float_io:
+        lower = "int8-io," + lower
     stages.append(("lowering to cmsisnn + tk", lower))
     return stages
 
@@ -248,9 +252,27 @@ def macs_rows(module_before_lowering: ModuleOp, train: bool) -> list[str]:
     return [f"MACs per training step: forward {format_macs(m.forward.macs)}, backward {format_macs(m.backward.macs)}"]
 
 
+def _first_input_type(module: ModuleOp):
+    for op in module.ops:
+        if getattr(op, "sym_name", None) is not None and op.sym_name.data in ("train_step", "forward"):
+            return op.function_type.inputs.data[0]
+    return None
+
+
+def quantize_nhwc(x, arg_type):
+    """x [N, C, H, W] float as the dropped `quant.quantize` would give it, NHWC int8."""
+    import numpy as np
+
+    qt = arg_type.element_type
+    q = np.rint(np.asarray(x, np.float32) / np.float32(qt.scale)) + qt.zero_point
+    q = np.clip(q, -128, 127).astype(np.int8)
+    return np.ascontiguousarray(q.transpose(0, 2, 3, 1) if q.ndim == 4 else q)
+
+
 class Compiler:
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.input_type = None  # the quantized input type int8-io gave the functions
 
     def run(self) -> None:
         args = self.args
@@ -283,6 +305,9 @@ class Compiler:
         for k, (what, spec) in enumerate(stages, start=2):
             if what.startswith("lowering"):
                 before_lowering = module.clone()
+                if not args.float_io:
+                    PassPipeline.parse_spec(passes, "int8-io").apply(make_context(), before_lowering)
+                    self.input_type = _first_input_type(before_lowering)
             PassPipeline.parse_spec(passes, spec).apply(make_context(), module)
             module.verify()
             progress(k, n, what, t0)
@@ -336,11 +361,15 @@ class Compiler:
             label = int(np.load(example["test_y"])[0]) if args.label is None else args.label
         else:
             raise ToolError("--run needs --input x.npy and --label k for this model")
-        shape = [f for f in module.ops if getattr(f, "sym_name", None) is not None
-                 and f.sym_name.data == "train_step"][0].function_type.inputs.data[0].get_shape()
+        shape = _first_input_type(module).get_shape()
+        if self.input_type is not None:  # int8 NHWC interface: quantize the float NCHW sample
+            nhwc = self.input_type.get_shape()
+            shape = [nhwc[0], nhwc[3], nhwc[1], nhwc[2]] if len(nhwc) == 4 else nhwc
         if x.size % int(np.prod(shape[1:])):
             raise ToolError(f"--input: {x.shape} does not hold inputs of shape {list(shape)}")
         x = x.reshape(-1, *shape[1:])[:1]  # the first sample
+        if self.input_type is not None:
+            x = quantize_nhwc(x, self.input_type)
         files = {f"model.{ext}": (out / f"{args.prefix}.{ext}").read_text() for ext in ("c", "h")}
         if args.prefix != "model":
             raise ToolError("--run needs --prefix model (the harness calls model_train_step)")
