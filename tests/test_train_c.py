@@ -26,6 +26,7 @@ from tinymlir.context import make_context
 from tinymlir.frontend.onnx_importer import import_onnx
 from tinymlir.interpreter.train_impls import TrainState
 from tinymlir.passes import get_tinymlir_passes
+from tinymlir.pipelines import quantize_nhwc
 
 from shared_models import sample_photos, shared_model  # noqa: E402
 
@@ -124,20 +125,13 @@ def test_digits_train_step_cortex_m4_bit_exact(digits_train, toolchain, tmp_path
 # --------------------------------------------------------------------------- MCUNet-5fps
 
 
-def quantized_nhwc(x: np.ndarray, arg_type) -> np.ndarray:
-    """x quantized as `quant.quantize` would (float32 division, half to even), NHWC."""
-    qt = arg_type.element_type
-    q = np.rint(np.asarray(x, np.float32) / np.float32(qt.scale)) + qt.zero_point
-    return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8).transpose(0, 2, 3, 1))
-
-
 @pytest.fixture(scope="module")
 def mcunet_train():
     """MCUNet-5fps, the 99kb scheme, with the int8 NHWC interface of `int8-io`."""
     module = lower(import_onnx(str(shared_model("mcunet-5fps-int8.onnx"))), f"{MCUNET_TRAIN},int8-io")
     step = next(op for op in module.walk() if getattr(op, "sym_name", None) is not None
                 and op.sym_name.data == "train_step")
-    x = quantized_nhwc(sample_photos()[0], step.function_type.inputs.data[0])
+    x = quantize_nhwc(sample_photos()[0], step.function_type.inputs.data[0])
     return lower(module, LOWER), x
 
 

@@ -39,6 +39,7 @@ from xdsl.passes import PassPipeline
 
 from tinymlir.codegen.emit_c import CMSISNN_DIR, RUNTIME_DIR, TK_DIR, CInfo, emit_c_info
 from tinymlir.context import make_context
+from tinymlir.pipelines import quantize_nhwc
 from tinymlir.tools.opt import ToolError, available_passes, one_line_usage_error, run_cli
 
 PROG = "tinymlir compile"
@@ -257,16 +258,6 @@ def _first_input_type(module: ModuleOp):
         if getattr(op, "sym_name", None) is not None and op.sym_name.data in ("train_step", "forward"):
             return op.function_type.inputs.data[0]
     return None
-
-
-def quantize_nhwc(x, arg_type):
-    """x [N, C, H, W] float as the dropped `quant.quantize` would give it, NHWC int8."""
-    import numpy as np
-
-    qt = arg_type.element_type
-    q = np.rint(np.asarray(x, np.float32) / np.float32(qt.scale)) + qt.zero_point
-    q = np.clip(q, -128, 127).astype(np.int8)
-    return np.ascontiguousarray(q.transpose(0, 2, 3, 1) if q.ndim == 4 else q)
 
 
 class Compiler:
