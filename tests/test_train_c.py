@@ -164,3 +164,32 @@ def test_float_training_is_rejected_with_the_op_named(tmp_path):
     module = lower(import_onnx(ex["onnx"]), 'fold-batch-norm,autodiff{num-classes=10 trainable="last:1"},reorder-update')
     with pytest.raises(PassFailedException, match=r"convert-train-to-tk: cannot lower '.*'.*int8"):
         lower(module, "convert-train-to-tk")
+
+
+# --------------------------------------------------------------------------- debug build
+
+
+def test_guarded_debug_build_runs_clean_and_catches_an_overflow(digits_train, tmp_path):
+    """emit_c(guard_bytes=16): guard bytes after every arena buffer, checked after every
+    op. The real program runs clean with the same numbers; a kernel call made to write
+    one element too many is caught (status -(1000 + step))."""
+    module, x, labels = digits_train
+    files = emit_c(module, prefix="model", guard_bytes=16)
+    srcs = B.write_train_harness(tmp_path / "ok", files, x, labels, 0.05)
+    exe = B.build_host(tmp_path / "ok", srcs, name="train", shared=False, extra_flags=SANITIZE)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    losses, params = interpreter_run(module, x, labels, 0.05)
+    assert_same(B.parse_train_output(r.stdout), losses, params)
+
+    c = files["model.c"]
+    body = c[c.index("int model_train_step("):]
+    call = next(ln for ln in body.splitlines() if "tmrt_dequantize_s8(" in ln)  # the logits, not in place
+    count = int(call.split(", ")[2])
+    broken = c.replace(call, call.replace(f", {count}, ", f", {count + 1}, ", 1), 1)
+    assert broken != c
+    srcs = B.write_train_harness(tmp_path / "bad", {"model.h": files["model.h"], "model.c": broken}, x, labels, 0.05)
+    exe = B.build_host(tmp_path / "bad", srcs, name="train", shared=False)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    status = B.parse_train_output(r.stdout).status[0]
+    assert status <= -1000, r.stdout[-500:]

@@ -262,7 +262,8 @@ _SCALAR = "scalar"
 class _Emitter:
     """One function: its static storage plan and its body."""
 
-    def __init__(self, func: FuncOp, shared: _Shared, c_name: str):
+    def __init__(self, func: FuncOp, shared: _Shared, c_name: str, guard_bytes: int = 0):
+        self.guard = guard_bytes
         self.func = func
         self.shared = shared
         self.prefix = shared.prefix
@@ -385,6 +386,7 @@ class _Emitter:
         self.out_roots = {root.get(v): a for v, a in self.results.items() if a.tensor}
         self.names: dict[SSAValue, str] = {}
         self.hints: dict[str, str] = {}
+        self.raw: dict[str, int] = {}  # bytes of data in each buffer (before padding and guard)
         buffers: list[Buffer] = []
         for k, v in enumerate(order):
             if v in self.out_roots:
@@ -392,9 +394,11 @@ class _Emitter:
             name = f"v{k}"
             self.names[v] = name
             self.hints[name] = f"%{v.name_hint or name} {'x'.join(map(str, _shape(v)))}x{v.type.element_type}"
-            buffers.append(Buffer(name, _align(tensor_bytes(v.type)), first[v], last[v]))
+            self.raw[name] = tensor_bytes(v.type)
+            buffers.append(Buffer(name, _align(self.raw[name] + self.guard), first[v], last[v]))
         for i, size in sorted(self.scratch.items()):
-            buffers.append(Buffer(f"scratch@{i}", _align(size), i, i))
+            self.raw[f"scratch@{i}"] = size
+            buffers.append(Buffer(f"scratch@{i}", _align(size + self.guard), i, i))
         self.plan_ = plan(buffers, "best-fit")
         self.arena_bytes = self.plan_.arena_size
         self.scalars = {v: f"s{k}" for k, v in enumerate(v for op in self.ops for v in op.results
@@ -437,7 +441,7 @@ class _Emitter:
         if size == 0:
             return "const cmsis_nn_context ctx = {NULL, 0};"
         off = self.plan_.offsets[f"scratch@{i}"]
-        return f"const cmsis_nn_context ctx = {{arena + {off}, {_align(size)}}};"
+        return f"const cmsis_nn_context ctx = {{arena + {off}, {size}}};"
 
     def _i8(self, op: Operation, v: SSAValue) -> None:
         if _int_width(v) != 8 or not isinstance(v.type, TensorType) or not isinstance(v.type.element_type, IntegerType):
@@ -687,10 +691,25 @@ class _Emitter:
         for a in self.copied:
             lines.append(f"    memcpy({self.ptr(a)}, {self.args[a].cname}, {_count(a)}); /* the input, into the arena */")
         for i, op in enumerate(self.ops):
-            for line in self.emit_op(i, op):
+            body = self.emit_op(i, op)
+            for line in [*self._guards(i, "fill"), *body, *(self._guards(i, "check") if body else [])]:
                 lines.append("    " + line if line else "")
         lines.append("    return skipped ? 1 : 0;" if updates else "    return 0;")
         return [f"{self.signature()}", "{", *lines, "}"]
+
+    def _guards(self, i: int, what: str) -> list[str]:
+        """Debug build: fill the guards of the buffers born at step i, or check those of
+        every buffer live at step i (returning -(1000 + i) when one is overwritten)."""
+        if not self.guard:
+            return []
+        out = []
+        for b in self.plan_.buffers:
+            end = self.plan_.offsets[b.name] + self.raw[b.name]  # the guard follows the data at once
+            if what == "fill" and b.first_op_index == i:
+                out.append(f"tmrt_guard_fill(arena + {end}, {self.guard});")
+            elif what == "check" and b.first_op_index <= i <= b.last_op_index:
+                out.append(f"if (!tmrt_guard_ok(arena + {end}, {self.guard})) return -{1000 + i}; /* {b.name} */")
+        return out
 
     def layout_comment(self) -> list[str]:
         rows = [f" *   {b.name:<12} {self.plan_.offsets[b.name]:>8} +{b.size_bytes:<8} steps "
@@ -763,22 +782,28 @@ _DOCS = {
 }
 
 
-def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | None = None) -> dict[str, str]:
+def emit_c(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | None = None,
+           guard_bytes: int = 0) -> dict[str, str]:
     """C sources `{prefix}.h` and `{prefix}.c` of the functions of `module` lowered to
     `cmsisnn` and `tk` (all of them, or `func_name`): `@forward` becomes
     `{prefix}_infer`, `@train_step` `{prefix}_train_step`, any other `@f` `{prefix}_f`."""
-    return emit_c_info(module, prefix, func_name)[0]
+    return emit_c_info(module, prefix, func_name, guard_bytes)[0]
 
 
-def emit_c_info(module: ModuleOp | FuncOp, prefix: str = "model",
-                func_name: str | None = None) -> tuple[dict[str, str], CInfo]:
-    """`emit_c`, and the memory facts of the result (`CInfo`)."""
+def emit_c_info(module: ModuleOp | FuncOp, prefix: str = "model", func_name: str | None = None,
+                guard_bytes: int = 0) -> tuple[dict[str, str], CInfo]:
+    """`emit_c`, and the memory facts of the result (`CInfo`). `guard_bytes > 0` makes a
+    debug build: every arena buffer is followed by that many guard bytes, filled when
+    the buffer is born and checked after every op while it lives; a function returns
+    -(1000 + step) at the first op that wrote past the end of a live buffer."""
+    if guard_bytes % ALIGN:
+        raise EmitCError(f"guard_bytes must be a multiple of {ALIGN}, got {guard_bytes}")
     if not prefix.isidentifier():
         raise EmitCError(f"prefix {prefix!r} is not a C identifier")
     mod, funcs = _functions(module, func_name)
     shared = _Shared(mod, prefix, funcs)
     names = [_c_function_name(prefix, f) if len(funcs) > 1 or mod is not None else f"{prefix}_infer" for f in funcs]
-    emitters = [_Emitter(f, shared, n) for f, n in zip(funcs, names)]
+    emitters = [_Emitter(f, shared, n, guard_bytes) for f, n in zip(funcs, names)]
     bodies = [e.body() for e in emitters]
     P, p = prefix.upper(), prefix
     arena = max(max(e.arena_bytes for e in emitters), ALIGN)

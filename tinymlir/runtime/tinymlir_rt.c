@@ -108,3 +108,20 @@ void tmrt_transpose_s8(const int8_t *input, int8_t *output, const int32_t in_dim
         }
     }
 }
+
+void tmrt_guard_fill(int8_t *guard, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) {
+        guard[i] = (int8_t)TMRT_GUARD_BYTE;
+    }
+}
+
+int tmrt_guard_ok(const int8_t *guard, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) {
+        if (guard[i] != (int8_t)TMRT_GUARD_BYTE) {
+            return 0;
+        }
+    }
+    return 1;
+}

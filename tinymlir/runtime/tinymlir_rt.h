@@ -13,6 +13,9 @@
  *                                 + out_off, act_min, act_max).
  *   tmrt_transpose_s8   nn.transpose of an int8 tensor of rank <= 4 (dims and perm
  *                       padded to rank 4 with leading unit axes).
+ *   tmrt_guard_fill / tmrt_guard_ok   the guard bytes after each arena buffer of a
+ *                       debug build (emit_c(..., guard_bytes=N)): filled when the buffer
+ *                       is born, checked after every op while it lives.
  */
 #ifndef TINYMLIR_RT_H
 #define TINYMLIR_RT_H
@@ -41,6 +44,11 @@ void tmrt_requantize_s8(const int8_t *input,
 /* output[o0][o1][o2][o3] = input[...] with input axis perm[j] indexed by o_j;
  * in_dims are the input's four dimensions. */
 void tmrt_transpose_s8(const int8_t *input, int8_t *output, const int32_t in_dims[4], const int32_t perm[4]);
+
+#define TMRT_GUARD_BYTE 0x5A
+void tmrt_guard_fill(int8_t *guard, int32_t size);
+/* 1 if the `size` guard bytes are intact, else 0. */
+int tmrt_guard_ok(const int8_t *guard, int32_t size);
 
 #ifdef __cplusplus
 }
