@@ -92,6 +92,15 @@ def activation_props(act: tuple[int, int]) -> dict[str, Attribute]:
     return {"act_min": i32_attr(act[0]), "act_max": i32_attr(act[1])}
 
 
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return tuple(int(d) for d in value.type.get_shape())
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
 # -- verification helpers -------------------------------------------------------------
 def _int_tensor(op: IRDLOperation, value: SSAValue, width: int, what: str, rank: int | None = None) -> tuple[int, ...]:
     """The shape of `value`, which must be a tensor of signless `i<width>` (of `rank`)."""
@@ -259,6 +268,16 @@ class ConvolveWrapperS8Op(IRDLOperation):
     def groups(self) -> int:
         return self.input.type.get_shape()[3] // self.filter.type.get_shape()[3]  # type: ignore[attr-defined]
 
+    def scratch_bytes(self) -> int:
+        """Bytes of `cmsis_nn_context.buf` the call needs: the larger of CMSIS-NN's pure C
+        and DSP `arm_convolve_wrapper_s8_get_buffer_size` (the formulas of
+        `tinymlir/runtime/cmsisnn/src`): none for the 1x1 fast path (no padding, unit
+        dilation, one group), else two im2col columns of int16."""
+        xs, ws = _shape(self.input), _shape(self.filter)
+        if ints(self.padding) == (0, 0) and ws[1] == ws[2] == 1 and ints(self.dilation) == (1, 1) and ws[3] == xs[3]:
+            return 0
+        return 2 * _align4(ws[1] * ws[2] * xs[3]) * 2
+
 
 @irdl_op_definition
 class DepthwiseConvWrapperS8Op(IRDLOperation):
@@ -325,6 +344,19 @@ class DepthwiseConvWrapperS8Op(IRDLOperation):
         _check_offsets(self)
         _check_activation(self)
         _check_requant_arrays(self, ws[3])
+
+    def scratch_bytes(self) -> int:
+        """Bytes of `cmsis_nn_context.buf`: the larger of CMSIS-NN's pure C and DSP
+        `arm_depthwise_conv_wrapper_s8_get_buffer_size`: none for the 3x3 kernel (padding
+        <= 1) and when the generic kernel runs (ch_mult > 1, batch > 1, dilation), else one
+        int16 im2col window of all channels."""
+        xs, ws, ys = _shape(self.input), _shape(self.filter), _shape(self.result)
+        pad, dil = ints(self.padding), ints(self.dilation)
+        if xs[3] == ys[3] and xs[0] == 1 and dil == (1, 1):
+            if ws[1] == ws[2] == 3 and pad[0] <= 1 and pad[1] <= 1:
+                return 0
+            return xs[3] * ws[1] * ws[2] * 2
+        return 0
 
 
 # -- fully connected ------------------------------------------------------------------
@@ -455,6 +487,11 @@ class ElementwiseAddS8Op(IRDLOperation):
             _check_multiplier(self, k, _value(getattr(self, f"{k}_multiplier")), _value(getattr(self, f"{k}_shift")))
         _check_activation(self)
 
+    def in_place_operand(self) -> int | None:
+        """The result may overwrite input1 (the memory planner's in-place reuse): CMSIS-NN's
+        C and DSP kernels both read element i of each input before writing element i."""
+        return 0
+
 
 # -- pooling --------------------------------------------------------------------------
 class _PoolOp(IRDLOperation):
@@ -499,6 +536,11 @@ class AvgpoolS8Op(_PoolOp):
     quantization."""
 
     name = "cmsisnn.avgpool_s8"
+
+    def scratch_bytes(self) -> int:
+        """Bytes of `cmsis_nn_context.buf`: `arm_avgpool_s8_get_buffer_size`, an int32
+        accumulator per channel (the DSP build's; the pure C build needs none)."""
+        return _shape(self.input)[3] * 4
 
 
 @irdl_op_definition

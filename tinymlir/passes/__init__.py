@@ -59,6 +59,11 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PruneBackwardPass
 
+    def plan_memory():
+        from tinymlir.passes.plan_memory import PlanMemoryPass
+
+        return PlanMemoryPass
+
     def reorder_update():
         from tinymlir.passes.reorder_update import ReorderUpdatePass
 
@@ -93,5 +98,6 @@ def get_tinymlir_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "qas": qas,
         "sparse-update": sparse_update,
         "prune-backward": prune_backward,
+        "plan-memory": plan_memory,
         "reorder-update": reorder_update,
     }

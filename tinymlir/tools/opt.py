@@ -3,12 +3,17 @@
     tinymlir-opt model.onnx -p 'fold-batch-norm,quantize-ptq{calibration="calib.npy"}'
     tinymlir-opt in.mlir --split-input-file --verify-diagnostics
     tinymlir-opt --list-passes
+    tinymlir-opt train.mlir -p '...,plan-memory{budget=256KB}' --memory-report mem.json --memory-plot mem.svg
 
 The driver is xDSL's `xDSLOptMain`; this file only fills in its hooks. What it adds is
 the error discipline: every failure is ONE line on stderr, never a traceback.
 
     tinymlir-opt: error: in.mlir:3:14: expected ...          bad input, exit 1
     tinymlir-opt: internal error: ValueError: ...            a bug, exit 2
+
+`--memory-report FILE.json` and `--memory-plot FILE.svg|png|pdf` write the arena plans
+that the pipeline's `plan-memory` made (tinymlir/codegen/memory_plot.py); they are written
+even when the pass then fails on its budget, to show why.
 
 `TINYMLIR_DEBUG=1` re-raises internal errors so their traceback shows. The helpers
 below (registries, parsing, pipeline checks, error lines) are shared with
@@ -344,11 +349,68 @@ class TinyMLIROptMain(xDSLOptMain):
         arg_parser.add_argument("--list-dialects", action=_ListNamesAction,
                                 names=lambda: list(self.ctx.registered_dialect_names),
                                 help="print the name of every available dialect and exit")
+        arg_parser.add_argument("--memory-report", metavar="FILE.json", default=None,
+                                help="write the arena plans made by the pipeline's plan-memory pass as JSON")
+        arg_parser.add_argument("--memory-plot", metavar="FILE.svg|png|pdf", default=None,
+                                help="draw the arena plans made by the pipeline's plan-memory pass")
+
+    # memory reports ----------------------------------------------------------------------
+    def _wants_memory_reports(self) -> bool:
+        return self.args.memory_report is not None or self.args.memory_plot is not None
+
+    def _check_memory_flags(self) -> None:
+        if not self._wants_memory_reports():
+            return
+        flags = " and ".join(f for f, v in (("--memory-report", self.args.memory_report),
+                                             ("--memory-plot", self.args.memory_plot)) if v is not None)
+        if not any(p.name == "plan-memory" for p in self.pipeline.passes):
+            raise ToolError(f"{flags}: plan-memory did not run (the pipeline has no plan-memory pass; "
+                            f"add it, e.g. -p '...,plan-memory')")
+        if self.args.memory_plot is not None:
+            from tinymlir.codegen.memory_plot import plot_format
+
+            try:
+                plot_format(self.args.memory_plot)
+            except ValueError as e:
+                raise ToolError(f"--memory-plot: {e}") from None
+
+    def _write_memory_reports(self, reports: list[dict]) -> None:
+        from tinymlir.codegen.memory_plot import write_plot, write_report
+
+        self.stage = ""
+        if self.args.memory_report is not None:
+            write_report(reports, self.args.memory_report)
+        if self.args.memory_plot is not None:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError as e:
+                raise ToolError(f"--memory-plot needs matplotlib (pip install matplotlib): {e}") from None
+            write_plot(reports, self.args.memory_plot)
+
+    def run(self) -> None:
+        if not self._wants_memory_reports():
+            return super().run()
+        from tinymlir.passes.plan_memory import recording_plans
+
+        with recording_plans() as reports:
+            try:
+                super().run()
+            except Exception:
+                if reports:  # e.g. over budget: the reports show why (best effort)
+                    stage = self.stage
+                    try:
+                        self._write_memory_reports(reports)
+                    except Exception:
+                        pass
+                    self.stage = stage
+                raise
+            self._write_memory_reports(reports)
 
     # error bookkeeping -------------------------------------------------------------------
     def setup_pipeline(self) -> None:
         check_pipeline(self.available_passes, self.args.passes)
         super().setup_pipeline()
+        self._check_memory_flags()
         verify_and_print = self.pipeline.callback
 
         def track(previous: ModulePass | None, module: ModuleOp, following: ModulePass | None) -> None:
