@@ -10,8 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # ==== Debian packages =====================================================================
 # gcc builds the generated C for the host; the arm-none-eabi toolchain with picolibc and
 # QEMU build and run it on an emulated Cortex-M4 (mps2-an386); clang is the second compiler
-# of the warning/sanitizer matrix.
-DEBIAN_PACKAGES=(gcc clang gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm)
+# of the warning/sanitizer matrix (libclang-rt-14-dev: its ASan/UBSan runtimes, bookworm's clang 14).
+DEBIAN_PACKAGES=(gcc clang libclang-rt-14-dev gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then

@@ -59,9 +59,9 @@ def assert_same(run: B.TrainRun, losses: list[float], params: dict[str, np.ndarr
     assert not differ, f"{len(differ)} of {len(params)} params differ after {len(losses)} steps: {differ[:5]}"
 
 
-def run_host(module, x, labels, lr, d: Path, flags=SANITIZE) -> B.TrainRun:
+def run_host(module, x, labels, lr, d: Path, flags=SANITIZE, compiler: str = "gcc") -> B.TrainRun:
     srcs = B.write_train_harness(d, emit_c(module, prefix="model"), x, labels, lr)
-    exe = B.build_host(d, srcs, name="train", shared=False, extra_flags=flags)
+    exe = B.build_host(d, srcs, name="train", shared=False, extra_flags=flags, compiler=compiler)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return B.parse_train_output(r.stdout)
@@ -105,9 +105,11 @@ def digits_train(tmp_path_factory):
     return module, xs[:1], [int(ys[0])] * 2 + [int(ys[1])]
 
 
-def test_digits_train_step_host_sanitized_bit_exact(digits_train, tmp_path):
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_digits_train_step_host_sanitized_bit_exact(digits_train, tmp_path, compiler):
+    """gcc and clang, -Wall -Wextra -Werror -std=c99, ASan + UBSan."""
     module, x, labels = digits_train
-    run = run_host(module, x, labels, 0.05, tmp_path)
+    run = run_host(module, x, labels, 0.05, tmp_path, compiler=compiler)
     losses, params = interpreter_run(module, x, labels, 0.05)
     assert_same(run, losses, params)
     assert losses[1] < losses[0], "a second step on the same example must lower its loss"

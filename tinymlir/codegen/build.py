@@ -46,6 +46,7 @@ M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 
 PACKAGES = {  # tool -> Debian package
     "gcc": "gcc",
+    "clang": "clang",
     "arm-none-eabi-gcc": "gcc-arm-none-eabi",
     "arm-none-eabi-size": "binutils-arm-none-eabi",
     "qemu-system-arm": "qemu-system-arm",
@@ -89,10 +90,11 @@ def _includes(outdir: Path, extra: Iterable[Path | str]) -> list[str]:
 
 def build_host(outdir: Path | str, sources: Sequence[Path | str], *, name: str = "libmodel.so",
                shared: bool = True, include: Iterable[Path | str] = (), extra_flags: Sequence[str] = (),
-               with_runtime: bool = True, timeout: float = 300) -> Path:
-    """`gcc -O2` the sources (plus the tinymlir runtime and portable CMSIS-NN unless
-    `with_runtime=False`) into `outdir/name`: a shared library, or an executable if not `shared`."""
-    cc = find_tool("gcc")
+               with_runtime: bool = True, compiler: str = "gcc", timeout: float = 300) -> Path:
+    """`gcc -O2` (or `compiler`, e.g. clang) the sources (plus the tinymlir runtime and
+    portable CMSIS-NN unless `with_runtime=False`) into `outdir/name`: a shared library,
+    or an executable if not `shared`."""
+    cc = find_tool(compiler)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     out = outdir / name
