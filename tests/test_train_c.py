@@ -26,14 +26,12 @@ from tinymlir.context import make_context
 from tinymlir.frontend.onnx_importer import import_onnx
 from tinymlir.interpreter.train_impls import TrainState
 from tinymlir.passes import get_tinymlir_passes
-from tinymlir.pipelines import quantize_nhwc
+from tinymlir.pipelines import input_type, quantize_nhwc, train_pipeline
 
 from shared_models import sample_photos, shared_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn,split-sparse-params"
-MCUNET_TRAIN = ('fuse-qdq,autodiff{num-classes=10},qas,'
-                f'sparse-update{{scheme="{ROOT / "schemes" / "mcunet-5fps-99kb.scheme"}"}},prune-backward,reorder-update')
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 
 
@@ -127,14 +125,27 @@ def test_digits_train_step_cortex_m4_bit_exact(digits_train, toolchain, tmp_path
 # --------------------------------------------------------------------------- MCUNet-5fps
 
 
+def lowered_paper_model(name: str, scheme: str):
+    """A shared int8 model with the paper's scheme and the int8 NHWC interface (`int8-io`),
+    lowered to cmsisnn + tk; and a photo quantized for that interface."""
+    module = lower(import_onnx(str(shared_model(f"{name}-int8.onnx"))),
+                   train_pipeline(scheme=ROOT / "schemes" / f"{name}-{scheme}.scheme") + ",int8-io")
+    x = quantize_nhwc(sample_photos()[0], input_type(module))
+    return lower(module, LOWER), x
+
+
 @pytest.fixture(scope="module")
 def mcunet_train():
-    """MCUNet-5fps, the 99kb scheme, with the int8 NHWC interface of `int8-io`."""
-    module = lower(import_onnx(str(shared_model("mcunet-5fps-int8.onnx"))), f"{MCUNET_TRAIN},int8-io")
-    step = next(op for op in module.walk() if getattr(op, "sym_name", None) is not None
-                and op.sym_name.data == "train_step")
-    x = quantize_nhwc(sample_photos()[0], step.function_type.inputs.data[0])
-    return lower(module, LOWER), x
+    return lowered_paper_model("mcunet-5fps", "99kb")
+
+
+@pytest.mark.parametrize("name, scheme", [("mbv2-w0.35", "99kb"), ("proxyless-w0.3", "98kb")])
+def test_other_paper_models_train_step_host_bit_exact(name, scheme, tmp_path):
+    module, x = lowered_paper_model(name, scheme)
+    labels = [1, 7]
+    run = run_host(module, x, labels, 0.05, tmp_path, flags=["-g"])
+    losses, params = interpreter_run(module, x, labels, 0.05)
+    assert_same(run, losses, params)
 
 
 def test_mcunet_99kb_train_step_host_bit_exact(mcunet_train, tmp_path):
