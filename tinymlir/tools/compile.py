@@ -172,7 +172,8 @@ ARM_CC ?= arm-none-eabi-gcc
 ARM_AR ?= arm-none-eabi-ar
 # the C library's headers (picolibc, as Debian's picolibc-arm-none-eabi); newlib: --specs=nano.specs
 ARM_SPECS ?= --specs=picolibc.specs
-CFLAGS ?= -O2
+CFLAGS ?= -O3
+ARM_CFLAGS ?= -O2
 WARN = -Wall -Wextra -Werror -std=c99 -ffp-contract=off
 ARCH = {arch}
 ifeq ($(CMSIS_NN_ROOT),)
@@ -196,7 +197,7 @@ arm: build/arm/lib{prefix}.a
 
 build/arm/lib{prefix}.a: $(SRC)
 \t@mkdir -p build/arm
-\tcd build/arm && $(ARM_CC) $(ARCH) $(ARM_SPECS) $(CFLAGS) $(WARN) -ffunction-sections -fdata-sections \\
+\tcd build/arm && $(ARM_CC) $(ARCH) $(ARM_SPECS) $(ARM_CFLAGS) $(WARN) -ffunction-sections -fdata-sections \\
 \t\t$(addprefix -I../../,$(patsubst -I%,%,$(INC))) -c $(addprefix ../../,$(SRC))
 \t$(ARM_AR) rcs $@ build/arm/*.o
 
