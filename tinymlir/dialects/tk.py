@@ -295,19 +295,11 @@ class GlobalAvgPoolGradOp(IRDLOperation):
 
 
 class _ConvGradOp(IRDLOperation, _Geometry):
+    """Shared by the input gradient ops: dy, the int8 weight and its per-channel scales."""
+
     stride = prop_def(DenseArrayBase[I64])
     padding = prop_def(DenseArrayBase[I64])
     dilation = prop_def(DenseArrayBase[I64])
-
-
-@irdl_op_definition
-class ConvInputGradOp(_ConvGradOp):
-    """`tk_conv_input_grad_f32` (groups = 1): `dx = conv_transpose(dy * w_scale, w)`, the
-    input gradient of a convolution (or, all sizes 1, a fully connected layer) with the
-    int8 weight `w` (zero point 0) of per-output-channel scales `w_scale`."""
-
-    name = "tk.conv_input_grad"
-    irdl_options = (ParsePropInAttrDict(),)
     dy = operand_def(TensorType)
     weight = operand_def(TensorType)
     result = result_def(TensorType)
@@ -319,6 +311,16 @@ class ConvInputGradOp(_ConvGradOp):
                  padding: Sequence[int], dilation: Sequence[int], w_scale: Sequence[float]):
         super().__init__(operands=[dy, weight], result_types=[result_type],
                          properties=_geometry_props(stride, padding, dilation) | {"w_scale": f32_array(w_scale)})
+
+
+@irdl_op_definition
+class ConvInputGradOp(_ConvGradOp):
+    """`tk_conv_input_grad_f32` (groups = 1): `dx = conv_transpose(dy * w_scale, w)`, the
+    input gradient of a convolution (or, all sizes 1, a fully connected layer) with the
+    int8 weight `w` (zero point 0) of per-output-channel scales `w_scale`."""
+
+    name = "tk.conv_input_grad"
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         ys, xs = _f32(self, self.dy, "dy"), _f32(self, self.result, "result")
@@ -344,17 +346,6 @@ class DepthwiseConvInputGradOp(_ConvGradOp):
 
     name = "tk.depthwise_conv_input_grad"
     irdl_options = (ParsePropInAttrDict(),)
-    dy = operand_def(TensorType)
-    weight = operand_def(TensorType)
-    result = result_def(TensorType)
-    w_scale = prop_def(ArrayAttr)
-    traits = traits_def(Pure())
-    assembly_format = "$dy `,` $weight " + _GEOMETRY + " " + _TAIL
-
-    def __init__(self, dy: SSAValue, weight: SSAValue, result_type: Attribute, *, stride: Sequence[int],
-                 padding: Sequence[int], dilation: Sequence[int], w_scale: Sequence[float]):
-        super().__init__(operands=[dy, weight], result_types=[result_type],
-                         properties=_geometry_props(stride, padding, dilation) | {"w_scale": f32_array(w_scale)})
 
     def verify_(self) -> None:
         ys, xs = _f32(self, self.dy, "dy", 4), _f32(self, self.result, "result", 4)
@@ -417,14 +408,10 @@ _SGD_FORMAT = ("(`channels` $channels^)? `rounding` $rounding (`rng` $rng^)? "
                "attr-dict `:` type($dy) `,` type($input)")
 
 
-@irdl_op_definition
-class ConvWeightGradSGDOp(_SGDOp, _Geometry):
-    """`tk_conv_weight_grad_sgd_s8`: the weight gradient of a convolution (groups = 1; or
-    a fully connected layer) from dy and its saved int8 input (`x_offset = -z_x`,
-    `x_scale`), applied at once, channel by channel, to the OHWI int8 `param`."""
+class _WeightGradSGDOp(_SGDOp, _Geometry):
+    """Shared by the fused weight gradient + SGD ops: dy, the saved int8 input and its
+    quantization, the learning rate, the geometry."""
 
-    name = "tk.conv_weight_grad_sgd"
-    irdl_options = (ParsePropInAttrDict(),)
     dy = operand_def(TensorType)
     input = operand_def(TensorType)
     lr = operand_def(Float32Type)
@@ -443,6 +430,16 @@ class ConvWeightGradSGDOp(_SGDOp, _Geometry):
         super().__init__(operands=[dy, input, lr], properties=_geometry_props(stride, padding, dilation)
                          | {"x_offset": i32_attr(x_offset), "x_scale": f32_array([x_scale])}
                          | _sgd_props(param, factor, channels, rounding, rng))
+
+
+@irdl_op_definition
+class ConvWeightGradSGDOp(_WeightGradSGDOp):
+    """`tk_conv_weight_grad_sgd_s8`: the weight gradient of a convolution (groups = 1; or
+    a fully connected layer) from dy and its saved int8 input (`x_offset = -z_x`,
+    `x_scale`), applied at once, channel by channel, to the OHWI int8 `param`."""
+
+    name = "tk.conv_weight_grad_sgd"
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         ys, xs = _f32(self, self.dy, "dy"), _ints(self, self.input, 8, "input")
@@ -472,30 +469,12 @@ class ConvWeightGradSGDOp(_SGDOp, _Geometry):
 
 
 @irdl_op_definition
-class DepthwiseConvWeightGradSGDOp(_SGDOp, _Geometry):
+class DepthwiseConvWeightGradSGDOp(_WeightGradSGDOp):
     """`tk_depthwise_conv_weight_grad_sgd_s8`: as tk.conv_weight_grad_sgd for a depthwise
     weight [1, KH, KW, C]; `channels` select along C."""
 
     name = "tk.depthwise_conv_weight_grad_sgd"
     irdl_options = (ParsePropInAttrDict(),)
-    dy = operand_def(TensorType)
-    input = operand_def(TensorType)
-    lr = operand_def(Float32Type)
-    stride = prop_def(DenseArrayBase[I64])
-    padding = prop_def(DenseArrayBase[I64])
-    dilation = prop_def(DenseArrayBase[I64])
-    x_offset = prop_def(IntegerAttr[I32])
-    x_scale = prop_def(ArrayAttr)
-    assembly_format = ("$param `,` $dy `,` $input `,` $lr " + _GEOMETRY + " `x_offset` $x_offset "
-                       + _SGD_FORMAT)
-
-    def __init__(self, param: str, dy: SSAValue, input: SSAValue, lr: SSAValue, *, stride: Sequence[int],
-                 padding: Sequence[int], dilation: Sequence[int], x_offset: int, x_scale: float,
-                 factor: Sequence[float], channels: Sequence[int] | None = None, rounding: str = "nearest",
-                 rng: str | None = None):
-        super().__init__(operands=[dy, input, lr], properties=_geometry_props(stride, padding, dilation)
-                         | {"x_offset": i32_attr(x_offset), "x_scale": f32_array([x_scale])}
-                         | _sgd_props(param, factor, channels, rounding, rng))
 
     def verify_(self) -> None:
         ys, xs = _f32(self, self.dy, "dy", 4), _ints(self, self.input, 8, "input", 4)
