@@ -24,6 +24,7 @@ from tinymlir.codegen import build as B
 from tinymlir.codegen.emit_c import emit_c
 from tinymlir.context import make_context
 from tinymlir.frontend.onnx_importer import import_onnx
+from tinymlir.dialects import train
 from tinymlir.interpreter.train_impls import TrainState
 from tinymlir.passes import get_tinymlir_passes
 from tinymlir.pipelines import input_type, quantize_nhwc, train_pipeline
@@ -57,11 +58,12 @@ def assert_same(run: B.TrainRun, losses: list[float], params: dict[str, np.ndarr
     assert not differ, f"{len(differ)} of {len(params)} params differ after {len(losses)} steps: {differ[:5]}"
 
 
-def run_host(module, x, labels, lr, d: Path, flags=SANITIZE, compiler: str = "gcc") -> B.TrainRun:
+def run_host(module, x, labels, lr, d: Path, flags=SANITIZE, compiler: str = "gcc",
+             ok_exit: tuple[int, ...] = (0,)) -> B.TrainRun:
     srcs = B.write_train_harness(d, emit_c(module, prefix="model"), x, labels, lr)
     exe = B.build_host(d, srcs, name="train", shared=False, extra_flags=flags, compiler=compiler)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode in ok_exit, r.stderr[-3000:]
     return B.parse_train_output(r.stdout)
 
 
@@ -206,3 +208,31 @@ def test_guarded_debug_build_runs_clean_and_catches_an_overflow(digits_train, tm
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     status = B.parse_train_output(r.stdout).status[0]
     assert status <= -1000, r.stdout[-500:]
+
+
+# --------------------------------------------------------------------------- training numerics
+
+
+@pytest.mark.parametrize("lr, status", [(float("nan"), 1), (1e30, 0)])
+def test_non_finite_updates_are_skipped_and_huge_ones_saturate(digits_train, tmp_path, lr, status):
+    """lr = NaN: every update is non-finite, so every param stays as it was and each step
+    returns status 1. lr = 1e30: updates are finite but huge: weights saturate to the
+    symmetric int8 range [-127, 127], biases to +-(2^31 - 1), never wrap; status 0. The
+    interpreter agrees bit for bit in both cases."""
+    module, x, labels = digits_train
+    run = run_host(module, x, labels, lr, tmp_path, flags=["-g"], ok_exit=(status,))
+    assert run.status == [status] * len(labels)
+    state = TrainState(module)
+    before = {k: v.copy() for k, v in state.params.items()}
+    for label in labels:
+        state.train_step(x, np.int32(label), np.float32(lr))
+    for name, a in state.params.items():
+        assert run.params[name] == (a.nbytes, B.fnv1a(np.ascontiguousarray(a).tobytes())), name
+    trained = [op.sym_name.data for op in module.ops if isinstance(op, train.ParamOp) and op.is_trainable]
+    if status == 1:
+        assert all(np.array_equal(state.params[n], before[n]) for n in trained)
+    else:
+        weights = [state.params[n] for n in trained if state.params[n].dtype == np.int8]
+        assert weights and all(np.abs(w.astype(np.int16)).max() == 127 and w.min() >= -127 for w in weights)
+        biases = [state.params[n] for n in trained if state.params[n].dtype == np.int32]
+        assert biases and max(np.abs(b.astype(np.int64)).max() for b in biases) == 2**31 - 1

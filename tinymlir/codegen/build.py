@@ -211,6 +211,16 @@ def fnv1a(data: bytes) -> int:
     return h
 
 
+def _c_float_literal(x: float) -> str:
+    """An exact C float expression for x, NaN and infinities included."""
+    x = float(np.float32(x))
+    if np.isnan(x):
+        return '__builtin_nanf("")'
+    if np.isinf(x):
+        return "__builtin_inff()" if x > 0 else "(-__builtin_inff())"
+    return f"{x.hex()}f"
+
+
 def write_train_harness(outdir: Path | str, files: dict[str, str], x: np.ndarray, labels: Sequence[int],
                         lr: float) -> list[Path]:
     """Write `model.h`/`model.c` (prefix "model") and `train_data.h` (the input, one label
@@ -228,7 +238,7 @@ def write_train_harness(outdir: Path | str, files: dict[str, str], x: np.ndarray
         "#ifndef TINYMLIR_TRAIN_DATA_H", "#define TINYMLIR_TRAIN_DATA_H", "",
         '#include "train_input.h"', "",
         f"#define TRAIN_STEPS {len(labels)}",
-        f"#define TRAIN_LR {float(np.float32(lr)).hex()}f",
+        f"#define TRAIN_LR {_c_float_literal(lr)}",
         f"static const int32_t train_labels[{max(len(labels), 1)}] = {{{', '.join(str(int(v)) for v in labels) or '0'}}};",
         "", "#endif", ""]))
     return [outdir / "model.c", TRAIN_HARNESS, CORTEX_M_DIR / "region.c"]
