@@ -313,6 +313,8 @@ class _UnaryOp(IRDLOperation):
 
 @irdl_op_definition
 class ReluOp(_UnaryOp):
+    """`max(x, 0)` element-wise (ONNX Relu)."""
+
     name = "nn.relu"
 
 
@@ -335,6 +337,8 @@ class ClipOp(_UnaryOp):
 
 @irdl_op_definition
 class SoftmaxOp(_UnaryOp):
+    """`exp(x) / sum(exp(x))` along `axis` (ONNX Softmax, opset 13 semantics)."""
+
     name = "nn.softmax"
     axis = prop_def(IntegerAttr[IntegerType])
 
@@ -381,6 +385,8 @@ class BatchNormOp(IRDLOperation):
 # -- pooling -------------------------------------------------------------------------
 @irdl_op_definition
 class GlobalAvgPoolOp(IRDLOperation):
+    """The mean over every spatial dimension: [N, C, H, W] -> [N, C, 1, 1]."""
+
     name = "nn.global_avg_pool"
     input = operand_def(FloatTensor)
     result = result_def(FloatTensor)
@@ -446,6 +452,9 @@ class AvgPoolOp(_PoolOp):
 
 @irdl_op_definition
 class MaxPoolOp(_PoolOp):
+    """Max pool over `kernel` windows; padding never wins. Any element type (the max of
+    quantized integers is the max of their real values)."""
+
     name = "nn.max_pool"
 
 
@@ -500,6 +509,8 @@ class ReshapeOp(IRDLOperation):
 
 @irdl_op_definition
 class TransposeOp(IRDLOperation):
+    """Permute the dimensions: result dimension i is input dimension `perm[i]`. Any element type."""
+
     name = "nn.transpose"
     input = operand_def(TensorType)
     result = result_def(TensorType)
@@ -525,6 +536,8 @@ class TransposeOp(IRDLOperation):
 
 @irdl_op_definition
 class ConcatOp(IRDLOperation):
+    """Concatenate the inputs along `axis`; all of one element type. Any element type."""
+
     name = "nn.concat"
     inputs = var_operand_def(TensorType)
     result = result_def(TensorType)

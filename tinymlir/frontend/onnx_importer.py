@@ -198,10 +198,7 @@ class _Importer:
         if graph.sparse_initializer:
             raise self.error(f"sparse initializer '{graph.sparse_initializer[0].values.name}' is not supported")
         for init in graph.initializer:
-            try:
-                self.consts[init.name] = numpy_helper.to_array(init)
-            except Exception as e:
-                raise self.error(f"cannot read initializer '{init.name}': {_describe(e)}") from e
+            self.consts[init.name] = self.read_tensor(init, f"initializer '{init.name}'")
         for i, node in enumerate(graph.node):
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 self.node, self.node_index = node, i
@@ -246,6 +243,15 @@ class _Importer:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise self.error(f"the IR imported from '{self.source}' does not verify: {first}") from e
         return module
+
+    def read_tensor(self, t: onnx.TensorProto, what: str) -> np.ndarray:
+        """The value of a TensorProto; a data type onnx cannot read is an error, not a crash."""
+        if t.data_type not in TensorProto.DataType.values() or t.data_type == TensorProto.UNDEFINED:
+            raise self.error(f"cannot read {what}: unknown or undefined data type {t.data_type}")
+        try:
+            return numpy_helper.to_array(t)
+        except Exception as e:
+            raise self.error(f"cannot read {what} ({_type_name(t.data_type)}): {_describe(e)}") from e
 
     def check_model(self) -> None:
         try:
@@ -596,7 +602,9 @@ class _Importer:
 
     # -- emitting --------------------------------------------------------------------------
     def emit(self, op: Operation) -> Operation:
+        """Add `op` to the function, verified now so that an error names the ONNX node."""
         assert self.block is not None
+        op.verify()
         self.block.add_op(op)
         return op
 
@@ -639,8 +647,16 @@ class _Importer:
         if len(node.attribute) != 1:
             raise self.error(f"{self.at()}: a Constant needs exactly one value attribute")
         a = node.attribute[0]
+        expected = {"value": onnx.AttributeProto.TENSOR, "value_float": onnx.AttributeProto.FLOAT,
+                    "value_floats": onnx.AttributeProto.FLOATS, "value_int": onnx.AttributeProto.INT,
+                    "value_ints": onnx.AttributeProto.INTS}
+        if a.name in expected and a.type != expected[a.name]:
+            kind = onnx.AttributeProto.AttributeType.Name(a.type) if a.type in onnx.AttributeProto.AttributeType.values() \
+                else str(a.type)
+            raise self.error(f"{self.at()}: attribute '{a.name}' has type {kind}, expected "
+                             f"{onnx.AttributeProto.AttributeType.Name(expected[a.name])}")
         if a.name == "value":
-            return numpy_helper.to_array(a.t)
+            return self.read_tensor(a.t, f"the value of {self.at()}")
         if a.name == "value_float":
             return np.array(a.f, dtype=np.float32)
         if a.name == "value_floats":
@@ -768,6 +784,8 @@ class _Importer:
         hi_arr = self.const(2, "max", required=False)
         lo = -F32_MAX if lo_arr is None else _scalar(self, lo_arr, "min")
         hi = F32_MAX if hi_arr is None else _scalar(self, hi_arr, "max")
+        if np.isnan(lo) or np.isnan(hi):
+            raise self.error(f"{self.at()}: a NaN {'min' if np.isnan(lo) else 'max'} is not supported")
         if lo > hi:  # ONNX: every output is `max` then, which clip(max, max) computes
             lo = hi
         self.result_shape(self.out(), nn.shape_of(x))

@@ -37,8 +37,9 @@ def batch_norm_affine(op: nn.BatchNormOp) -> tuple[np.ndarray, np.ndarray] | Non
         return None
     g, beta, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
     eps = np.float64(np.float32(op.epsilon.value.data))
-    f = g / np.sqrt(var + eps)
-    return f, beta - mean * f
+    with np.errstate(all="ignore"):  # NaN/inf for a negative variance, as at run time
+        f = g / np.sqrt(var + eps)
+        return f, beta - mean * f
 
 
 def _constant_of(data: np.ndarray, like: TensorType, shape: tuple[int, ...], name: str):
@@ -129,5 +130,8 @@ class FoldBatchNormPass(ModulePass):
     name = "fold-batch-norm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([FoldBatchNormIntoConv(), BatchNormToMulAdd()])).rewrite_module(op)
+        # Non-finite parameters fold to the NaN/inf that nn.batch_norm would compute at run
+        # time; numpy's RuntimeWarnings about them would only add lines to stderr.
+        with np.errstate(all="ignore"):
+            PatternRewriteWalker(GreedyRewritePatternApplier([FoldBatchNormIntoConv(), BatchNormToMulAdd()])).rewrite_module(op)
         dce(op)

@@ -54,7 +54,11 @@ def materialize_constant(data: np.ndarray, result_type: TensorType) -> Operation
         dtype = expected_dtype(result_type)
     except (AttributeError, TypeError):  # index, i1...: no numpy dtype the interpreter uses
         return None
-    raw = np.ascontiguousarray(np.asarray(data).astype(dtype).astype(dtype.newbyteorder("<")))
+    data = np.asarray(data)
+    if dtype.kind in "iub" and data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        return None  # NaN/inf has no integer value: leave the op to run
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 overflow is inf, as at run time
+        raw = np.ascontiguousarray(data.astype(dtype).astype(dtype.newbyteorder("<")))
     return arith.ConstantOp(DenseIntOrFPElementsAttr(result_type, BytesAttr(raw.tobytes())), result_type)
 
 
@@ -79,7 +83,8 @@ class FoldConstantOp(RewritePattern):
             return
         args = tuple(constant_value(v) for v in op.operands)
         try:
-            results = self.interpreter.run_op(op, args)
+            with np.errstate(all="ignore"):  # folding computes what the program would: NaN stays NaN
+                results = self.interpreter.run_op(op, args)
         except Exception:  # no implementation, or a numeric failure: leave the op to run later
             return
         new_ops = [materialize_constant(np.asarray(r), t) for r, t in zip(results, types)]  # type: ignore[arg-type]

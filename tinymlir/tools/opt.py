@@ -27,6 +27,8 @@ import dataclasses
 import difflib
 import functools
 import os
+import re
+import struct
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, NoReturn
@@ -40,12 +42,20 @@ from xdsl.universe import XDSL_UNIVERSE, Universe
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.utils.lexer import Span
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from tinymlir.dialects import get_tinymlir_dialects
 from tinymlir.passes import get_tinymlir_passes
 
 DEBUG_ENV = "TINYMLIR_DEBUG"
+
+# xDSL 0.74's lexer matches string literals with `"(?:[^"...]+|...)*"`, which backtracks
+# exponentially on a line with `"` and no closing quote (an input then never finishes
+# lexing). The same pattern with possessive quantifiers (Python >= 3.11) accepts exactly
+# the same strings in linear time (tests/test_fuzz.py checks both).
+SAFE_STRING_REGEX = r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"'
+MLIRLexer._unescaped_characters_regex = re.compile(SAFE_STRING_REGEX)
 
 
 class ToolError(Exception):
@@ -116,6 +126,14 @@ def parse_mlir(ctx: Context, data: bytes | str, name: str, *, implicit_module: b
         span = Span(pos, pos, parser.lexer.input, line_offset)
         setattr(e, _LOCATION, str(span.get_location()))
         raise
+    # xDSL 0.74 lets some out-of-range literals through as plain Python errors (a value
+    # outside its integer type, a dimension or splat too large to build): report them
+    # as parse errors at the parser's position.
+    except MemoryError:
+        raise ParseError(Span(parser.pos, parser.pos, parser.lexer.input, line_offset), "literal too large") from None
+    except (ValueError, OverflowError, AssertionError, struct.error) as e:
+        raise ParseError(Span(parser.pos, parser.pos, parser.lexer.input, line_offset),
+                         f"invalid literal: {one_line(str(e)) or type(e).__name__}") from None
 
 
 def parse_onnx(io: IO[bytes], name: str) -> ModuleOp:
