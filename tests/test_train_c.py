@@ -141,11 +141,12 @@ def mcunet_train():
     return lowered_paper_model("mcunet-5fps", "99kb")
 
 
-@pytest.mark.parametrize("name, scheme", [("mbv2-w0.35", "99kb"), ("proxyless-w0.3", "98kb")])
-def test_other_paper_models_train_step_host_bit_exact(name, scheme, tmp_path):
+@pytest.mark.parametrize("name, scheme, compiler", [("mbv2-w0.35", "99kb", "gcc"), ("proxyless-w0.3", "98kb", "clang")])
+def test_other_paper_models_train_step_host_sanitized_bit_exact(name, scheme, compiler, tmp_path):
+    """ASan + UBSan; the training step runs every forward kernel too."""
     module, x = lowered_paper_model(name, scheme)
     labels = [1, 7]
-    run = run_host(module, x, labels, 0.05, tmp_path, flags=["-g"])
+    run = run_host(module, x, labels, 0.05, tmp_path, compiler=compiler)
     losses, params = interpreter_run(module, x, labels, 0.05)
     assert_same(run, losses, params)
 
