@@ -10,7 +10,6 @@ toolchain (unless CI=true).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -120,16 +119,9 @@ def test_speed_host_tables(digits, tmp_path):
 
 
 def test_speed_qemu_counts(digits, tmp_path):
-    from tinymlir.codegen import build as B
+    from toolchain import require_cortex_m_toolchain
 
-    try:
-        for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
-            B.find_tool(tool)
-        B._check_picolibc(B.find_tool("arm-none-eabi-gcc"))
-    except B.ToolchainMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the Cortex-M toolchain is missing: {e}")
-        pytest.skip(str(e))
+    require_cortex_m_toolchain()
     train = speed.lowered(digits.train_onnx, digits.train_spec)
     x = speed.example_input(speed.input_shape(train, "train_step"))
     t = speed.qemu_train(train, x, 3, tmp_path / "train", ram_kib=512, timeout=300)

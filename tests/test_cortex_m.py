@@ -6,7 +6,6 @@ Without the toolchain the QEMU tests skip, except when CI=true, where they fail.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
@@ -19,6 +18,7 @@ from tinymlir.frontend.onnx_importer import import_onnx
 from tinymlir.interpreter import run_function
 
 from shared_models import shared_model  # noqa: E402
+from toolchain import require_cortex_m_toolchain  # noqa: E402
 from test_emit_c import INT8_PIPELINE, digits, io_shapes, lower, random_inputs  # noqa: E402, F401 (digits is a fixture)
 
 TOOLS = ["arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"]
@@ -27,15 +27,7 @@ FLASH_BYTES, SRAM_BYTES = 1 << 20, 320 << 10
 
 @pytest.fixture(scope="module")
 def toolchain():
-    """Skip (with the reason) when the toolchain is missing, unless CI=true: then fail."""
-    try:
-        for tool in TOOLS:
-            B.find_tool(tool)
-        B._check_picolibc(B.find_tool("arm-none-eabi-gcc"))
-    except B.ToolchainMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the Cortex-M toolchain is missing: {e}")
-        pytest.skip(str(e))
+    require_cortex_m_toolchain(*TOOLS)
 
 
 def run_on_m4(module, x, d, timeout: float = 60) -> tuple[np.ndarray, dict[str, int]]:

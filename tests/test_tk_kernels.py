@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import shutil
 import subprocess
 import time
@@ -563,18 +562,7 @@ def test_twin_speed():
 # --------------------------------------------------------------------------- Cortex-M4 / strict compile
 
 
-def require_m4_toolchain(*tools: str) -> None:
-    """Skip (with the reason) when a Cortex-M tool or picolibc is missing, unless CI=true:
-    then fail."""
-    from tinymlir.codegen import build as B
-    try:
-        for tool in tools:
-            B.find_tool(tool)
-        B._check_picolibc(B.find_tool("arm-none-eabi-gcc"))
-    except B.ToolchainMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the Cortex-M toolchain is missing: {e}")
-        pytest.skip(str(e))
+from toolchain import require_cortex_m_toolchain as require_m4_toolchain  # noqa: E402
 
 
 def test_cortex_m4_compile(tmp_path):

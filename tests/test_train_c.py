@@ -11,7 +11,6 @@ trained weights `split-sparse-params` splits (trained rows in SRAM, the rest in 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tinymlir.passes import get_tinymlir_passes
 from tinymlir.pipelines import input_type, quantize_nhwc, train_pipeline
 
 from shared_models import sample_photos, shared_model  # noqa: E402
+from toolchain import require_cortex_m_toolchain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn,split-sparse-params"
@@ -69,15 +69,7 @@ def run_host(module, x, labels, lr, d: Path, flags=SANITIZE, compiler: str = "gc
 
 @pytest.fixture(scope="module")
 def toolchain():
-    """Skip (with the reason) when the Cortex-M toolchain is missing, unless CI=true."""
-    try:
-        for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
-            B.find_tool(tool)
-        B._check_picolibc(B.find_tool("arm-none-eabi-gcc"))
-    except B.ToolchainMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the Cortex-M toolchain is missing: {e}")
-        pytest.skip(str(e))
+    require_cortex_m_toolchain()
 
 
 def run_m4(module, x, labels, lr, d: Path, ram_kib: int | None = None) -> tuple[B.TrainRun, dict[str, int], int]:
