@@ -229,3 +229,14 @@ def test_non_finite_updates_are_skipped_and_huge_ones_saturate(digits_train, tmp
         assert weights and all(np.abs(w.astype(np.int16)).max() == 127 and w.min() >= -127 for w in weights)
         biases = [state.params[n] for n in trained if state.params[n].dtype == np.int32]
         assert biases and max(np.abs(b.astype(np.int64)).max() for b in biases) == 2**31 - 1
+
+
+@pytest.mark.parametrize("strategy", ["first-fit", "greedy-by-size"])
+def test_c_arena_follows_the_plan_memory_strategy(digits_train, strategy):
+    """`plan-memory{strategy=S}` before emission: the C arena is laid out with S (its
+    layout comment says so), and the plan never overlaps (checked by the planner)."""
+    module, _, _ = digits_train
+    planned = lower(module.clone(), f"plan-memory{{strategy={strategy}}}")
+    c = emit_c(planned)["model.c"]
+    assert f"Arena layout of @train_step ({strategy}," in c and f"Arena layout of @forward ({strategy}," in c
+    assert "(best-fit," in emit_c(module)["model.c"]

@@ -42,7 +42,15 @@ from pathlib import Path
 import numpy as np
 from typing import Any
 
-from xdsl.dialects.builtin import Float32Type, IntegerType, ModuleOp, Signedness, SymbolRefAttr, TensorType
+from xdsl.dialects.builtin import (
+    Float32Type,
+    IntegerType,
+    ModuleOp,
+    Signedness,
+    StringAttr,
+    SymbolRefAttr,
+    TensorType,
+)
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Operation, SSAValue
 
@@ -399,7 +407,9 @@ class _Emitter:
         for i, size in sorted(self.scratch.items()):
             self.raw[f"scratch@{i}"] = size
             buffers.append(Buffer(f"scratch@{i}", _align(size + self.guard), i, i))
-        self.plan_ = plan(buffers, "best-fit")
+        # the strategy `plan-memory` chose for this function, if it ran (best-fit otherwise)
+        chosen = func.attributes.get("tinymlir.arena_strategy")
+        self.plan_ = plan(buffers, chosen.data if isinstance(chosen, StringAttr) else "best-fit")
         self.arena_bytes = self.plan_.arena_size
         self.scalars = {v: f"s{k}" for k, v in enumerate(v for op in self.ops for v in op.results
                                                           if root.get(v) is _SCALAR)}
