@@ -222,14 +222,13 @@ def target_footprint(out: Path, target: str) -> dict[str, int] | None:
     return {"text": text, "data": data, "bss": bss}
 
 
-def summary(module: ModuleOp, info: CInfo, foot: dict[str, int] | None, stack: int, train: bool) -> list[str]:
+def summary(module: ModuleOp, info: CInfo, foot: dict[str, int] | None, stack: int) -> list[str]:
+    from tinymlir.codegen.memory_plan import find_func
     from tinymlir.dialects import cmsisnn
 
-    layers = sum(isinstance(op, (cmsisnn.ConvolveWrapperS8Op, cmsisnn.DepthwiseConvWrapperS8Op,
-                                 cmsisnn.FullyConnectedS8Op)) for op in module.walk()
-                 if op.parent_op() is not None and getattr(op.parent_op(), "sym_name", None) is not None
-                 and op.parent_op().sym_name.data == "forward")
-    rows = [("layers (conv + fc) in @forward", f"{layers}")]
+    calls = (cmsisnn.ConvolveWrapperS8Op, cmsisnn.DepthwiseConvWrapperS8Op, cmsisnn.FullyConnectedS8Op)
+    layers = sum(isinstance(op, calls) for op in find_func(module, "forward").walk())
+    rows = [("conv + fc calls in model_infer", f"{layers}")]
     rows += [("parameters in flash", f"{info.frozen_bytes:,} B"),
              ("trained parameters (SRAM)", f"{info.trainable_bytes:,} B"),
              ("arena peak (SRAM)", f"{info.arena_bytes:,} B")]
@@ -324,7 +323,7 @@ class Compiler:
                     f"the arena peaks in {p.function} at {p.op}, where {live} are live; {hint}")
         foot = target_footprint(out, args.target)
         lines = macs_rows(before_lowering, args.train) if before_lowering is not None else []
-        lines += summary(module, info, foot, stack, args.train)
+        lines += summary(module, info, foot, stack)
         plot = self._plot(module, out)
         if plot:
             lines.append(f"memory plot: {plot}")
