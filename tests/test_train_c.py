@@ -86,15 +86,35 @@ def run_m4(module, x, labels, lr, d: Path, ram_kib: int | None = None) -> tuple[
 
 
 @pytest.fixture(scope="module")
-def digits_train(tmp_path_factory):
+def digits_example(tmp_path_factory):
     from tinymlir.examples.digits import make_example
 
-    ex = make_example(tmp_path_factory.mktemp("digits_train"), seed=0)
+    return make_example(tmp_path_factory.mktemp("digits_train"), seed=0)
+
+
+def digits_module(ex: dict, rounding: str = "nearest"):
     module = lower(import_onnx(ex["onnx"]),
                    f'fold-batch-norm,quantize-ptq{{calibration="{ex["calib"]}"}},'
-                   f'autodiff{{num-classes=10 trainable="last:3"}},qas,prune-backward,reorder-update,{LOWER}')
+                   f'autodiff{{num-classes=10 trainable="last:3" rounding={rounding}}},qas,prune-backward,'
+                   f'reorder-update,{LOWER}')
     xs, ys = np.load(ex["test_x"]).astype(np.float32), np.load(ex["test_y"])
     return module, xs[:1], [int(ys[0])] * 2 + [int(ys[1])]
+
+
+@pytest.fixture(scope="module")
+def digits_train(digits_example):
+    return digits_module(digits_example)
+
+
+def test_digits_stochastic_rounding_train_step_bit_exact(digits_example, tmp_path):
+    """Stochastic rounding: one generator per param (`@<param>.rng`), so reorder-update
+    fuses every update and the step lowers to C; C and interpreter draw the same numbers."""
+    module, x, labels = digits_module(digits_example, "stochastic")
+    assert 'rounding "stochastic" rng @' in str(module)
+    run = run_host(module, x, labels, 0.05, tmp_path)
+    losses, params = interpreter_run(module, x, labels, 0.05)
+    assert_same(run, losses, params)
+    assert any(n.endswith(".rng") for n in params)
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])

@@ -85,6 +85,11 @@ def sgd_order(module) -> list[str]:
 
 
 # -- the independent reference ------------------------------------------------------------
+def rng_start(p0: dict, name: str, rounding: str) -> int:
+    """The initial state of param `name`'s stochastic-rounding generator (0 if nearest)."""
+    return int(np.asarray(p0[f"{name}.rng"]).view(np.uint32)) if rounding == "stochastic" else 0
+
+
 def fmix32(h: int) -> int:
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF
@@ -514,9 +519,12 @@ def test_int8_classifier_init_and_options():
     assert b_op.quantized_type.zp_array().tolist() == [0, 0, 0]
     ratio = b_op.quantized_type.scale_array() / s
     assert np.allclose(ratio, ratio[0], rtol=1e-6)  # s_x * s_w[c]
-    assert int(state.params["sgd.rng"]) == 5  # the seed
+    # one generator per param, the k-th (in update order) starting at seed + k * 0x9E3779B9
+    starts = sorted(int(np.asarray(state.params[f"layer4.{r}.rng"]).view(np.uint32)) for r in ("weight", "bias"))
+    assert starts == sorted([5, (5 + 0x9E3779B9) & 0xFFFFFFFF])
     text = str(module)
-    assert 'rounding = "stochastic", rng = @sgd.rng' in text
+    assert 'rounding = "stochastic", rng = @layer4.weight.rng' in text
+    assert 'rounding = "stochastic", rng = @layer4.bias.rng' in text
     assert text.count("train.scale_grad") == 4 and "exponent = -2" in text
     state.train_step(x, np.int32(1), np.float32(0.5))
     assert state.run("forward", [x])[0].shape == (1, 3)
@@ -602,12 +610,13 @@ def test_mcunet_int8_train_step_matches_reference(mcunet, rounding):
         if layer not in trainable:
             np.testing.assert_array_equal(state.params[f"layer{layer}.{role}"], q)
 
-    rng_state, ambiguous_total, changed, total = 0, 0, 0, 0
+    ambiguous_total, changed, total = 0, 0, 0
     order = sgd_order(module)
     assert set(order) == {f"layer{i}.{r}" for i in trainable for r in ("weight", "bias")}
     for name in order:
         layer, role = int(name[5:name.index(".")]), name.split(".")[1]
-        new, g, ambiguous, rng_state = ref.update((layer, role), lr, qas=True, rounding=rounding, state=rng_state)
+        new, g, ambiguous, rng_state = ref.update((layer, role), lr, qas=True, rounding=rounding,
+                                                  state=rng_start(p0, name, rounding))
         assert rel_err(state.grads[name], g) <= TOL, name
         got = state.params[name].astype(np.int64)
         diff = got - new
@@ -616,12 +625,12 @@ def test_mcunet_int8_train_step_matches_reference(mcunet, rounding):
         ambiguous_total += int(np.count_nonzero(diff))
         changed += int(np.count_nonzero(got != p0[name]))
         total += got.size
+        if rounding == "stochastic":  # the param's own generator advanced by its element count
+            assert int(np.asarray(state.params[f"{name}.rng"]).view(np.uint32)) == rng_state, name
     print(f"{total} trainable int8/int32 elements, {changed} changed by the step, "
           f"{ambiguous_total} off by one at a rounding tie")
     assert ambiguous_total <= max(2, total // 10000)
     assert changed > total // 100  # the step does move the int8 weights
-    if rounding == "stochastic":
-        assert int(np.asarray(state.params["sgd.rng"]).view(np.uint32)) == rng_state
 
 
 # -- MCUNet-5fps int8 under the paper's 99kb sparse-update scheme ---------------------------
@@ -737,15 +746,15 @@ def test_mcunet_int8_train_step_matches_reference_99kb_scheme(mcunet, rounding):
             np.testing.assert_array_equal(state.params[name], p0[name])
             np.testing.assert_array_equal(state.params[name], q)
     for name in p0:
-        if name not in names and name != "sgd.rng":
+        if name not in names and not name.endswith(".rng"):
             np.testing.assert_array_equal(state.params[name], p0[name], err_msg=name)
 
-    rng_state, ambiguous_total, changed, total = 0, 0, 0, 0
+    ambiguous_total, changed, total = 0, 0, 0
     for name in order:
         layer, role = int(name[5:name.index(".")]), name.split(".")[1]
         rows = channels.get(layer) if role == "weight" else None
         new, g, ambiguous, rng_state = ref.update((layer, role), lr, qas=True, rounding=rounding,
-                                                  state=rng_state, channels=rows)
+                                                  state=rng_start(p0, name, rounding), channels=rows)
         assert rel_err(state.grads[name], g) <= TOL, name
         got_all = state.params[name].astype(np.int64)
         if rows is not None:  # the unselected channels keep their integers
@@ -759,9 +768,9 @@ def test_mcunet_int8_train_step_matches_reference_99kb_scheme(mcunet, rounding):
         before = p0[name] if rows is None else p0[name][rows]
         changed += int(np.count_nonzero(got != before))
         total += got.size
+        if rounding == "stochastic":
+            assert int(np.asarray(state.params[f"{name}.rng"]).view(np.uint32)) == rng_state, name
     print(f"{total} trained int8/int32 elements, {changed} changed by the step, "
           f"{ambiguous_total} off by one at a rounding tie")
     assert ambiguous_total <= max(2, total // 10000)
     assert changed > total // 100
-    if rounding == "stochastic":
-        assert int(np.asarray(state.params["sgd.rng"]).view(np.uint32)) == rng_state

@@ -41,7 +41,9 @@ outputs, always trainable (the paper trains the new classifier in every scheme):
   per-tensor, zero-point 0, scale = the larger magnitude of the old head's real output
   range / 127 (the backbone's calibrated logit range, made symmetric).
 `rounding=nearest|stochastic`: how `train.sgd` rounds quantized updates; stochastic adds
-the generator state `train.param @sgd.rng : tensor<i32>` = `seed`.
+one generator state per quantized trainable param, `train.param @<param>.rng : tensor<i32>`,
+the k-th (in update order) starting at `seed + k * 0x9E3779B9` (mod 2^32): independent
+streams, so an update's draws do not depend on the order of the updates.
 
 Gradient rules (`VJP_RULES`): nn.conv2d -> train.conv2d_input_grad / conv2d_weight_grad /
 bias_grad; nn.gemm / nn.matmul (2-D) -> nn.gemm with transposition flags (+
@@ -105,7 +107,7 @@ LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd", "sgdm", "adam")
 ROUNDINGS = train.ROUNDINGS
 ADAM_STEP = "adam.step"
-SGD_RNG = "sgd.rng"
+RNG_STREAM_STEP = 0x9E3779B9  # 2^32 / golden ratio: the start of parameter k's stream is seed + k * this
 FLOAT_LAYER_OPS = (nn.Conv2dOp, nn.GemmOp, nn.MatMulOp)
 QUANT_LAYER_OPS = (quant.Conv2dOp, quant.FullyConnectedOp)
 LAYER_OPS = FLOAT_LAYER_OPS + QUANT_LAYER_OPS
@@ -166,7 +168,7 @@ class Params:
             if trait is not None and (sym := trait.get_sym_attr_name(op)) is not None:
                 self.taken.add(sym.data)
         self.adam_step: str | None = None
-        self.rng: str | None = None
+        self.rng_streams = 0  # stochastic rounding generators made so far
         self.last_state: dict[str, train.ParamOp] = {}
 
     def add(self, name: str, type: TensorType, value: np.ndarray | DenseIntOrFPElementsAttr,
@@ -671,10 +673,12 @@ class AutodiffPass(ModulePass):
             block.add_op(scaled)
             rng = None
             if self.rounding == "stochastic":
-                if params.rng is None:
-                    state = np.array(self.seed & 0xFFFFFFFF, dtype=np.uint32).view(np.int32)
-                    params.rng = params.add(SGD_RNG, TensorType(i32, ()), state, False)
-                rng = params.rng
+                # one generator per parameter, so updates stay independent (reorder-update
+                # may move and fuse them); the k-th starts k golden-ratio steps from the seed
+                start = (self.seed + params.rng_streams * RNG_STREAM_STEP) & 0xFFFFFFFF
+                params.rng_streams += 1
+                rng = params.add(f"{name}.rng", TensorType(i32, ()),
+                                 np.array(start, dtype=np.uint32).view(np.int32), False, after=name)
             return train.SGDOp(name, scaled.result, lr, rounding=self.rounding, rng=rng)
         if self.optimizer == "sgd":
             return train.SGDOp(name, grad, lr)

@@ -42,8 +42,9 @@ func.func @forward(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
 }
 
 // PIPE:       train.param @layer0.weight trainable : tensor<2x4x!quant.uniform<i8:f32:0, {0.25:0, 0.5:0}>> = dense<{{.*}}> : tensor<2x4xi8>
+// PIPE-NEXT:  train.param @layer0.weight.rng : tensor<i32> = dense<-1640531527> : tensor<i32>
 // PIPE-NEXT:  train.param @layer0.bias trainable : tensor<2x!quant.uniform<i32:f32:0, {0.001953125:0, 0.00390625:0}>> = dense<[100, -100]> : tensor<2xi32>
-// PIPE-NEXT:  train.param @sgd.rng : tensor<i32> = dense<0> : tensor<i32>
+// PIPE-NEXT:  train.param @layer0.bias.rng : tensor<i32> = dense<0> : tensor<i32>
 // PIPE-LABEL: func.func @train_step(
 // PIPE:         %[[W:.*]] = train.load @layer0.weight
 // PIPE:         %[[Y:.*]] = quant.fully_connected %[[Q:.*]], %[[W]], %[[B:.*]] :
@@ -55,8 +56,8 @@ func.func @forward(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
 // PIPE-NEXT:    %[[DB:.*]] = train.bias_grad %[[DY]] : (tensor<1x2xf32>) -> tensor<2xf32>
 // PIPE-NEXT:    %[[B1:.*]] = train.scale_grad @layer0.bias, %[[DB]] {exponent = 1 : i64}
 // PIPE-NEXT:    %[[B2:.*]] = train.scale_grad @layer0.bias, %[[B1]] {exponent = -2 : i64}
-// PIPE-NEXT:    train.sgd @layer0.bias, %[[B2]], %{{.*}} {rounding = "stochastic", rng = @sgd.rng} : tensor<2xf32>
+// PIPE-NEXT:    train.sgd @layer0.bias, %[[B2]], %{{.*}} {rounding = "stochastic", rng = @layer0.bias.rng} : tensor<2xf32>
 // PIPE-NEXT:    %[[W1:.*]] = train.scale_grad @layer0.weight, %[[DW]] {exponent = 1 : i64}
 // PIPE-NEXT:    %[[W2:.*]] = train.scale_grad @layer0.weight, %[[W1]] {exponent = -2 : i64}
-// PIPE-NEXT:    train.sgd @layer0.weight, %[[W2]], %{{.*}} {rounding = "stochastic", rng = @sgd.rng} : tensor<2x4xf32>
+// PIPE-NEXT:    train.sgd @layer0.weight, %[[W2]], %{{.*}} {rounding = "stochastic", rng = @layer0.weight.rng} : tensor<2x4xf32>
 // PIPE-NEXT:    func.return
