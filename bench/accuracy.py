@@ -38,7 +38,7 @@ whole run, `--epochs` passes over the training split in an order drawn from
 the defaults in `LRS` were chosen with `--sweep` (grid `GRIDS`, seed 0, one epoch over 400
 images of an 80/20 stratified split of the training set, accuracy on its 270 validation
 images; never on the test split); see docs/benchmarks/accuracy.md. Updates round to
-nearest: `rounding=stochastic` does not lower to C (`convert-train-to-tk`).
+nearest (the recorded run predates stochastic rounding in C).
 
     python bench/accuracy.py                       # the default run (3 seeds)
     python bench/accuracy.py --quick               # ~2 min smoke run: 1 seed, 400 train / 150 test images
