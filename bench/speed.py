@@ -10,7 +10,7 @@ Per model (../shared/models/<model>-int8.onnx, or $TINYMLIR_MODELS):
 (a) host training step, batch 1, 128x128. C: the pipeline
     `fuse-qdq,autodiff{num-classes=10},qas,sparse-update{scheme=...},prune-backward,
     reorder-update,convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn`, `emit_c`,
-    gcc -O2 (`build_host`, a shared library called through ctypes: `model_train_step`),
+    gcc -O3 (`build_host`, a shared library called through ctypes: `model_train_step`),
     single-threaded. PyTorch: the fp32 twin (`<model>-fp32.onnx`, converted by
     bench/onnx_to_torch.py) with a new 10-class classifier and the same trainable set (the
     scheme's biases and weights and the classifier; a weight the scheme trains on a subset
@@ -425,15 +425,15 @@ def bench_case(case: Case, workdir: Path, *, repeats: int = 10, threads: Sequenc
     return out
 
 
-FLAG_VARIANTS = {"-O2 (build_host)": [], "-O2 -fvect-cost-model=dynamic": ["-fvect-cost-model=dynamic"],
-                 "-O3": ["-O3"], "-O3 -march=native": ["-O3", "-march=native"]}
+FLAG_VARIANTS = {"-O3 (build_host)": [], "-O3 -fvect-cost-model=dynamic": ["-fvect-cost-model=dynamic"],
+                 "-O2": ["-O2"], "-O3 -march=native": ["-march=native"]}
 
 
 def flags_experiment(case: Case, workdir: Path, repeats: int = 10, variants: dict[str, list[str]] | None = None,
                      log: Callable[[str], None] = print) -> list[dict]:
     """The same generated C (sparse training step, inference) built with each set of extra
-    gcc flags (after build_host's -O2 -ffp-contract=off), timed round-robin; rows of
-    {"model", "function", "flags", "ms", "vs_O2"}."""
+    gcc flags (after build_host's -O3 -ffp-contract=off), timed round-robin; rows of
+    {"model", "function", "flags", "ms", "vs_default"}."""
     variants = variants or FLAG_VARIANTS
     rows = []
     for function, spec, onnx_path in (("train_step", case.train_spec, case.train_onnx),
@@ -459,8 +459,8 @@ def flags_experiment(case: Case, workdir: Path, repeats: int = 10, variants: dic
         ref = next(iter(results.values()))
         for name, ts in times.items():
             rows.append({"model": case.name, "function": function, "flags": name, "ms": median_ms(ts),
-                         "vs_O2": median_ms(ts) / base, "same_result": results[name] == ref})
-            log(f"[{case.name}] {function} {name}: {median_ms(ts):.1f} ms ({median_ms(ts) / base:.2f} x -O2)")
+                         "vs_default": median_ms(ts) / base, "same_result": results[name] == ref})
+            log(f"[{case.name}] {function} {name}: {median_ms(ts):.1f} ms ({median_ms(ts) / base:.2f} x build_host)")
     return rows
 
 
@@ -527,8 +527,8 @@ def tables(results: list[dict]) -> dict[str, str]:
                              "full / sparse beyond inference (approx.)", "SRAM sparse KiB", "SRAM full KiB"], qrows)
     flags = [r for res in results for r in res.get("flags", [])]
     if flags:
-        out["flags"] = table(["model", "function", "extra gcc flags", "ms", "vs -O2", "bit-identical result"],
-                             [[r["model"], r["function"], r["flags"], f"{r['ms']:.1f}", f"{r['vs_O2']:.2f}",
+        out["flags"] = table(["model", "function", "extra gcc flags", "ms", "vs build_host", "bit-identical result"],
+                             [[r["model"], r["function"], r["flags"], f"{r['ms']:.1f}", f"{r['vs_default']:.2f}",
                                "yes" if r["same_result"] else "NO"] for r in flags])
     return out
 
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch / onnxruntime intra-op thread counts to compare with, comma-separated "
                          "(default 2,1; the first is the headline)")
     ap.add_argument("--cflags", default="", help='extra gcc flags for the host C, e.g. "-O3 -march=native" '
-                    "(default: build_host's -O2)")
+                    "(default: build_host's -O3)")
     ap.add_argument("--no-qemu", action="store_true", help="skip the Cortex-M4 instruction counts")
     ap.add_argument("--no-full", action="store_true", help="skip the full-update builds")
     ap.add_argument("--ram-kib", type=int, default=4096, help="SRAM of the Cortex-M4 link (QEMU runs)")
@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             notes += res["notes"]
     tabs = tables(results)
     info["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    cc = f"gcc {info['gcc']} -O2 {args.cflags}".strip()
+    cc = f"gcc {info['gcc']} -O3 {args.cflags}".strip()
     print(f"machine: {info['cpu']}, {info['nproc']} CPUs, load average {info.get('loadavg', '?')} at start, "
           f"{info['loadavg_end']} at end; torch {info.get('torch')}, onnxruntime {info.get('onnxruntime')}, "
           f"C: {cc}; {info['date']}")
