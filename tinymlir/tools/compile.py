@@ -381,7 +381,7 @@ class Compiler:
             m4 = B.parse_train_output(res.output)
             same = m4.loss == run.loss and m4.params == run.params
             size = B.size_report(elf)
-            lines.append(f"cortex-m4 (QEMU mps2-an386): loss " + " -> ".join(f"{v:.4f}" for v in m4.loss)
+            lines.append("cortex-m4 (QEMU mps2-an386): loss " + " -> ".join(f"{v:.4f}" for v in m4.loss)
                          + f"; {'bit-identical to the host' if same else 'DIFFERS from the host'}; "
                          f"{res.count:,} instructions for step 1; stack {m4.stack_bytes:,} B; "
                          f"flash {size['flash']:,} B, static SRAM {size['sram_static']:,} B (incl. the harness input)")
