@@ -46,7 +46,7 @@ def test_train_project_builds_runs_and_reports(example, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--train", "--optimizer", "adam"], "plain SGD only"),
-    (["--train", "--scheme", "auto"], "not implemented yet"),
+    (["--scheme", "auto", "--update-budget", "1KB"], "--scheme auto needs --train"),
     (["--train", "--scheme", "no/such.scheme"], "no such file"),
     (["--train", "--budget", "4KB"], "over the budget 4,096 B by"),
     (["--budget", "lots"], "expected a size such as 256KB"),

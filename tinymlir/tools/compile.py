@@ -19,7 +19,9 @@ arm-none-eabi-gcc is installed, the library's flash and static SRAM for the targ
 
 `--budget` bounds the SRAM of the step: arena + trained parameters + a stack allowance
 (`--stack`, 2 KiB by default); over it, the command fails naming the op at the peak and
-the tensors live there. Errors are one line and exit code 1, like `tinymlir-opt`'s.
+the tensors live there. `--scheme auto` searches the scheme first (`tinymlir search`,
+tinymlir/tools/search.py) under `--update-budget` and/or `--budget` and writes it to
+OUTDIR/auto.scheme. Errors are one line and exit code 1, like `tinymlir-opt`'s.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from tinymlir.codegen.emit_c import CMSISNN_DIR, RUNTIME_DIR, TK_DIR, CInfo, emi
 from tinymlir.context import make_context
 from tinymlir.pipelines import quantize_nhwc
 from tinymlir.tools.opt import ToolError, available_passes, one_line_usage_error, run_cli
+from tinymlir.tools.search import add_search_arguments, make_search_parser, search_command
 
 PROG = "tinymlir compile"
 OPTIMIZERS = ("sgd", "sgdm", "adam")
@@ -91,6 +94,8 @@ def make_arg_parser() -> argparse.ArgumentParser:
                                    "of the bundled example)")
     c.add_argument("--label", type=int, default=None, help="the label for --run")
     c.add_argument("--lr", type=float, default=0.05, help="learning rate for --run (default 0.05)")
+    add_search_arguments(c)
+    make_search_parser(sub)
     return ap
 
 
@@ -108,21 +113,21 @@ def _is_qdq(path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in graph.node)
 
 
+def front_pipeline(model: Path, calibration: str | None) -> str:
+    """The passes that make the int8 level: `fuse-qdq` for a QDQ model, PTQ for a float one."""
+    if _is_qdq(model):
+        return "fuse-qdq"
+    if calibration is None:
+        raise ToolError(f"{model}: a float model needs --calibration samples.npy to be quantized to int8")
+    return f'fold-batch-norm,quantize-ptq{{calibration="{Path(calibration).resolve()}"}}'
+
+
 def pipelines(args: argparse.Namespace, model: Path, calibration: str | None) -> list[tuple[str, str]]:
     """(stage, pass pipeline) in order."""
     if args.optimizer != "sgd":
         raise ToolError(f"--optimizer {args.optimizer}: the C training kernels update int8 parameters with plain SGD "
                         "only (momentum and Adam state are not implemented for quantized params); use --optimizer sgd")
-    if args.scheme == "auto":
-        raise ToolError("--scheme auto: the budgeted scheme search is not implemented yet; pass a scheme file "
-                        "(see schemes/ and docs/schemes.md)")
-    if _is_qdq(model):
-        front = "fuse-qdq"
-    elif calibration is None:
-        raise ToolError(f"{model}: a float model needs --calibration samples.npy to be quantized to int8")
-    else:
-        front = f'fold-batch-norm,quantize-ptq{{calibration="{Path(calibration).resolve()}"}}'
-    stages = [("quantize", front)]
+    stages = [("quantize", front_pipeline(model, calibration))]
     lower = "convert-layout,convert-quant-to-cmsisnn"
     if args.train:
         options = [f"rounding={args.rounding}"]
@@ -285,6 +290,7 @@ class Compiler:
             raise ToolError(f"--prefix {args.prefix!r} is not a C identifier")
         budget = parse_bytes(args.budget) if args.budget else None
         stack = parse_bytes(args.stack)
+        search_lines = self._search(model, calibration, out, t0) if args.scheme == "auto" else []
         stages = pipelines(args, model, calibration)
         n = len(stages) + 3
         from tinymlir.frontend.onnx_importer import import_onnx
@@ -324,6 +330,7 @@ class Compiler:
         foot = target_footprint(out, args.target)
         lines = macs_rows(before_lowering, args.train) if before_lowering is not None else []
         lines += summary(module, info, foot, stack)
+        lines += search_lines
         plot = self._plot(module, out)
         if plot:
             lines.append(f"memory plot: {plot}")
@@ -332,6 +339,26 @@ class Compiler:
         (out / "summary.txt").write_text("\n".join(lines) + "\n")
         progress(n, n, "done", t0)
         print("\n".join(lines))
+
+    def _search(self, model: Path, calibration: str | None, out: Path, t0: float) -> list[str]:
+        """`--scheme auto`: search the scheme, write it to OUTDIR/auto.scheme and use it."""
+        from tinymlir.tools.search import report, run_search
+
+        args = self.args
+        if not args.train:
+            raise ToolError("--scheme auto needs --train (it searches what the training step updates)")
+        if args.num_classes is None:
+            raise ToolError("--scheme auto needs --num-classes N (the calibration task's classifier)")
+        if not model.is_file():
+            raise ToolError(f"{model}: no such file")
+        progress(0, 5, "searching the sparse-update scheme (contribution analysis, then evolution)", t0)
+        outcome = run_search(args, model, front_pipeline(model, calibration),
+                             lambda s: print(f"  {s}", file=sys.stderr, flush=True))
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "auto.scheme"
+        path.write_text(outcome.result.scheme)
+        args.scheme = str(path)
+        return ["", *report(outcome), f"scheme written to {path}"]
 
     def _run(self, module: ModuleOp, out: Path, example: dict | None) -> list[str]:
         """Run the training step `--run` times on one input: host, then QEMU (Cortex-M4)."""
@@ -404,6 +431,8 @@ class Compiler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_arg_parser().parse_args(argv)
+    if args.command == "search":
+        return run_cli("tinymlir search", lambda: search_command(args), lambda: {"input_name": args.model})
     return run_cli(PROG, Compiler(args).run, lambda: {"input_name": getattr(args, "model", "") or ""})
 
 
