@@ -15,6 +15,8 @@ before loading it: every load starts from the initial parameters, independent of
 from __future__ import annotations
 
 import ctypes
+import itertools
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
+
+
+_LOADS = itertools.count()
 
 
 @dataclass
@@ -38,7 +43,9 @@ class TrainingLibrary:
 
     def load(self) -> "HostNet":
         """A new instance with the initial parameters (a fresh copy of the library)."""
-        copy = self.so.with_name(f"{self.so.stem}.run{len(self.loads)}.so")
+        # a new file each time, never one a loaded library maps (rewriting that crashes it)
+        copy = self.so.with_name(f"{self.so.stem}.{os.getpid()}.{next(_LOADS)}.so")
+        copy.unlink(missing_ok=True)
         shutil.copyfile(self.so, copy)
         self.loads.append(copy)
         return HostNet(copy, self.input_type, self.num_classes)
@@ -87,6 +94,19 @@ class HostNet:
         self._loss = ctypes.c_float()
         self._out = np.zeros(num_classes, np.int8)
         self.skipped = 0  # steps that returned 1 (some non-finite update elements skipped)
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Every parameter's storage as a uint8 view (writable for the trained ones, which
+        live in SRAM; writing a frozen one is undefined: it is `static const`)."""
+        lib = self.lib
+        lib.model_param_name.restype = ctypes.c_char_p
+        lib.model_param_data.restype = ctypes.c_void_p
+        out = {}
+        for i in range(lib.model_param_count()):
+            size = lib.model_param_bytes(i)
+            out[lib.model_param_name(i).decode()] = np.ctypeslib.as_array(
+                (ctypes.c_uint8 * size).from_address(lib.model_param_data(i)))
+        return out
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float NCHW samples -> the int8 NHWC input (the model's input quantization)."""

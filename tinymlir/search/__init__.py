@@ -68,7 +68,7 @@ def measure_scheme(model: str | Path, front: str, text: str, settings: RunSettin
 
 
 def search_scheme(model: str | Path, front: str, budget: Budget, *, settings: RunSettings = RunSettings(),
-                  task: Task | None = None, n_fit: int = 500, n_eval: int = 300,
+                  task: Task | None = None, n_fit: int = 500, n_eval: int = 500,
                   first_weight_layer: int | None = None, cache_dir: Path | None = None, jobs: int | None = None,
                   seed: int = 0, log: Callable[[str], None] = lambda s: None) -> SearchOutcome:
     """Contribution analysis (cached) + evolutionary search; see the package docstring."""

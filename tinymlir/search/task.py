@@ -67,7 +67,7 @@ def digits_to_input(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarr
     return np.ascontiguousarray(np.broadcast_to(x[:, None], (x.shape[0], c, h, w)))
 
 
-def digits_task(shape: tuple[int, int, int], n_fit: int = 500, n_eval: int = 300, seed: int = 0) -> Task:
+def digits_task(shape: tuple[int, int, int], n_fit: int = 500, n_eval: int = 500, seed: int = 0) -> Task:
     """`n_fit` + `n_eval` images of the benchmark's training split (a stratified split of
     it), shaped to the model's (C, H, W) input."""
     from sklearn.model_selection import train_test_split

@@ -78,8 +78,9 @@ def make_arg_parser() -> argparse.ArgumentParser:
     c.add_argument("--trainable", default="last:3", help="without --scheme: which layers train (all|last:N)")
     c.add_argument("--num-classes", type=int, help="replace the classifier by a new one with N classes")
     c.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    c.add_argument("--rounding", choices=("nearest", "stochastic"), default="nearest",
-                   help="rounding of the int8 updates")
+    c.add_argument("--rounding", choices=("nearest", "stochastic"), default="stochastic",
+                   help="rounding of the int8 updates (default stochastic: small updates then still move "
+                        "the weights on average; docs/benchmarks/accuracy.md)")
     c.add_argument("--budget", help="SRAM budget of the step, e.g. 256KB (arena + trained params + stack)")
     c.add_argument("--stack", default="2KiB", help="stack allowance counted in the budget (default 2KiB)")
     c.add_argument("--target", choices=tuple(TARGETS), default="cortex-m4")

@@ -31,9 +31,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", default="digits", help="calibration task: 'digits' (default) or an .npz with x (N,C,H,W) "
                                                    "and y (N,)")
     g.add_argument("--task-fit", type=int, default=500, help="samples each contribution run trains on (default 500)")
-    g.add_argument("--task-eval", type=int, default=300, help="samples it is evaluated on (default 300)")
+    g.add_argument("--task-eval", type=int, default=500, help="samples it is evaluated on (default 500)")
     g.add_argument("--search-lr", type=float, default=None, help="learning rate of the contribution runs "
                                                                 "(default: see docs/scheme-search.md)")
+    g.add_argument("--search-probe-lr", type=float, default=None,
+                   help="learning rate of the classifier probe every run starts from (default 1e-2)")
     g.add_argument("--search-epochs", type=int, default=1, help="passes over the fit samples (default 1)")
     g.add_argument("--search-first-layer", type=int, default=None,
                    help="first layer whose weights may train (default: the second half of the network)")
@@ -52,7 +54,8 @@ def make_search_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", type=Path, help="write the scheme file here")
     s.add_argument("--num-classes", type=int, default=10, help="classes of the task's new classifier (default 10)")
     s.add_argument("--calibration", help="calibration inputs (.npy) to quantize a float model")
-    s.add_argument("--rounding", choices=("nearest", "stochastic"), default="nearest")
+    s.add_argument("--rounding", choices=("nearest", "stochastic"), default="stochastic",
+                   help="rounding of the int8 updates (default stochastic: docs/scheme-search.md)")
     s.add_argument("--budget", help="SRAM budget of the whole step (arena + trained params + stack), e.g. 256KB")
     s.add_argument("--stack", default="2KiB", help="stack allowance counted in --budget (default 2KiB)")
     add_search_arguments(s)
@@ -74,10 +77,12 @@ def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "objec
     if args.search_jobs is not None and args.search_jobs < 1:
         raise ToolError("--search-jobs must be at least 1")
     lr = args.search_lr if args.search_lr is not None else RunSettings().lr
-    if not lr > 0:
-        raise ToolError(f"--search-lr {lr}: expected a positive learning rate")
+    probe_lr = args.search_probe_lr if args.search_probe_lr is not None else RunSettings().probe_lr
+    for flag, value in (("--search-lr", lr), ("--search-probe-lr", probe_lr)):
+        if not value > 0:
+            raise ToolError(f"{flag} {value}: expected a positive learning rate")
     settings = RunSettings(lr=lr, epochs=args.search_epochs, seed=args.search_seed, rounding=args.rounding,
-                           num_classes=args.num_classes)
+                           num_classes=args.num_classes, probe_lr=probe_lr)
     budget = Budget(total=total, update=update, stack=parse_bytes(args.stack))
     try:
         task = None
