@@ -45,16 +45,17 @@ IMPORT_SECONDS = time.perf_counter() - T_IMPORT0
 MODELS = {"mcunet-5fps": "mcunet-5fps-99kb.scheme", "mbv2-w0.35": "mbv2-w0.35-99kb.scheme",
           "proxyless-w0.3": "proxyless-w0.3-98kb.scheme"}
 DEFAULT_DIR = Path(os.environ.get("TINYMLIR_MODELS", REPO.parent / "shared" / "models"))
-LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn"
+from tinymlir.pipelines import LOWER_INFER, LOWER_TRAIN  # noqa: E402
+
 TARGET_SECONDS = 5.0
 
 
 def train_spec(scheme: Path) -> str:
     return (f'fuse-qdq,autodiff{{num-classes=10}},qas,sparse-update{{scheme="{scheme}"}},'
-            f"prune-backward,reorder-update,{LOWER}")
+            f"prune-backward,reorder-update,{LOWER_TRAIN}")
 
 
-INFER_SPEC = "fuse-qdq,convert-layout,convert-quant-to-cmsisnn"
+INFER_SPEC = f"fuse-qdq,{LOWER_INFER}"
 
 
 def compile_once(onnx_path: Path, spec: str, outdir: Path | None = None) -> tuple[dict[str, float], dict[str, str]]:

@@ -7,19 +7,21 @@ and executed instructions on a Cortex-M4 (QEMU) of a sparse and a full training 
 
 Per model (../shared/models/<model>-int8.onnx, or $TINYMLIR_MODELS):
 
-(a) host training step, batch 1, 128x128. C: the pipeline
+(a) host training step, batch 1, 128x128. C: the deployed step, i.e. the pipeline
     `fuse-qdq,autodiff{num-classes=10},qas,sparse-update{scheme=...},prune-backward,
-    reorder-update,convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn`, `emit_c`,
-    gcc -O3 (`build_host`, a shared library called through ctypes: `model_train_step`),
-    single-threaded. PyTorch: the fp32 twin (`<model>-fp32.onnx`, converted by
+    reorder-update` + `LOWER_TRAIN` (int8 NHWC input, partly trained weights split by
+    `split-sparse-params`), `emit_c`, gcc -O3 (`build_host`, a shared library called
+    through ctypes: `model_train_step`), single-threaded, fed the int8 quantization of the
+    float input torch gets (quantized once, outside the timing: a camera delivers int8). PyTorch: the fp32 twin (`<model>-fp32.onnx`, converted by
     bench/onnx_to_torch.py) with a new 10-class classifier and the same trainable set (the
     scheme's biases and weights and the classifier; a weight the scheme trains on a subset
     of output channels requires grad as a whole tensor in torch, which computes its whole
     gradient), forward + cross-entropy + backward + SGD step, with 2 and with 1 intra-op
     threads (`--threads 2,1`; the brief's reference is 2). Row "full" (unless `--no-full`):
     every layer trained, the same pipeline without `sparse-update` (torch: every tensor).
-(b) host inference: the C `model_infer` of `fuse-qdq,convert-layout,convert-quant-to-cmsisnn`
-    vs onnxruntime (CPU provider, the same thread counts) on the int8 ONNX.
+(b) host inference: the C `model_infer` of `fuse-qdq` + `LOWER_INFER` (int8 NHWC in, int8
+    logits out) vs onnxruntime (CPU provider, the same thread counts) on the int8 ONNX
+    (float input, which it quantizes itself).
 (c) (unless `--no-qemu`) QEMU `mps2-an386` Cortex-M4: instructions executed by the first
     training step of the harness (`runtime/cortex_m/main_train.c`, region markers), sparse
     and full update, and by one `model_infer` (from `model_infer` to the harness's first
@@ -66,8 +68,8 @@ MODELS = {"mcunet-5fps": "mcunet-5fps-99kb.scheme", "mbv2-w0.35": "mbv2-w0.35-99
           "proxyless-w0.3": "proxyless-w0.3-98kb.scheme"}
 DEFAULT_DIR = Path(os.environ.get("TINYMLIR_MODELS", REPO.parent / "shared" / "models"))
 SCHEMES_DIR = REPO / "schemes"
-LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn"
-INFER_LOWER = "convert-layout,convert-quant-to-cmsisnn"
+from tinymlir.pipelines import LOWER_INFER, LOWER_TRAIN  # noqa: E402
+
 LR = 0.01
 
 
@@ -105,11 +107,11 @@ def shared_case(model: str, models_dir: Path = DEFAULT_DIR, scheme: Path | None 
     biases = sorted(set(range(cls - s.bias_last, cls)) | {cls})
     weights = sorted({layer for layer, r in ratios.items() if r > 0} | {cls})
     head = "fuse-qdq,autodiff{num-classes=10},qas"
-    tail = f"prune-backward,reorder-update,{LOWER}"
+    tail = f"prune-backward,reorder-update,{LOWER_TRAIN}"
     return Case(name=model, train_onnx=models_dir / f"{model}-int8.onnx",
                 train_spec=f'{head},sparse-update{{scheme="{scheme}"}},{tail}',
                 full_spec=f"{head},{tail}",
-                infer_onnx=models_dir / f"{model}-int8.onnx", infer_spec=f"fuse-qdq,{INFER_LOWER}",
+                infer_onnx=models_dir / f"{model}-int8.onnx", infer_spec=f"fuse-qdq,{LOWER_INFER}",
                 torch_onnx=models_dir / f"{model}-fp32.onnx", ort_onnx=models_dir / f"{model}-int8.onnx",
                 torch_biases=biases, torch_weights=weights,
                 partial_weights={layer: r for layer, r in ratios.items() if 0 < r < 1})
@@ -131,16 +133,22 @@ def lower(module: ModuleOp, spec: str) -> ModuleOp:
     return module
 
 
-def lowered(onnx_path: Path, spec: str) -> ModuleOp:
+def lowered(onnx_path: Path, spec: str) -> tuple[ModuleOp, object]:
+    """The module of `spec` and the quantized type of its int8 input (read right after
+    `int8-io`, before `convert-quant-to-cmsisnn` retypes it)."""
     from tinymlir.frontend.onnx_importer import import_onnx
+    from tinymlir.pipelines import input_type
 
-    return lower(import_onnx(str(onnx_path)), spec)
+    head, tail = spec.split("int8-io,", 1)
+    module = lower(import_onnx(str(onnx_path)), head + "int8-io")
+    itype = input_type(module, "train_step")
+    return lower(module, tail), itype
 
 
-def input_shape(module: ModuleOp, func_name: str = "forward") -> tuple[int, ...]:
-    from tinymlir.codegen.memory_plan import find_func
+def int8_input(x: np.ndarray, itype) -> np.ndarray:
+    from tinymlir.pipelines import quantize_nhwc
 
-    return tuple(find_func(module, func_name).function_type.inputs.data[0].get_shape())
+    return quantize_nhwc(x, itype)
 
 
 class CModel:
@@ -332,15 +340,15 @@ def bench_case(case: Case, workdir: Path, *, repeats: int = 10, threads: Sequenc
     "infer": row, "qemu": row or None, "notes": [...]}; times in ms, ratios C / reference."""
     out: dict = {"model": case.name, "train": [], "infer": None, "qemu": None, "notes": []}
     t0 = time.perf_counter()
-    sparse_mod = lowered(case.train_onnx, case.train_spec)
+    sparse_mod, itype = lowered(case.train_onnx, case.train_spec)
     log(f"[{case.name}] sparse training pipeline: {time.perf_counter() - t0:.1f}s")
-    x = example_input(input_shape(sparse_mod, "train_step"))
+    x = int8_input(example_input(model_input_shape(case.torch_onnx)), itype)
     variants = [("sparse", sparse_mod, torch_train_setup)]
     full_mod = None
     if full and case.full_spec:
         try:
             t0 = time.perf_counter()
-            full_mod = lowered(case.train_onnx, case.full_spec)
+            full_mod, _ = lowered(case.train_onnx, case.full_spec)
             log(f"[{case.name}] full training pipeline: {time.perf_counter() - t0:.1f}s")
             variants.append(("full", full_mod, torch_full_setup))
         except Exception as e:  # report, do not stop the benchmark
@@ -370,11 +378,11 @@ def bench_case(case: Case, workdir: Path, *, repeats: int = 10, threads: Sequenc
 
     # (b) host inference
     t0 = time.perf_counter()
-    infer_mod = lowered(case.infer_onnx, case.infer_spec)
+    infer_mod, itype_i = lowered(case.infer_onnx, case.infer_spec)
     log(f"[{case.name}] inference pipeline: {time.perf_counter() - t0:.1f}s")
     ci = CModel(infer_mod, workdir / "host-infer", cflags)
-    xi = example_input(input_shape(infer_mod))
-    y = np.zeros(ci.macros["MODEL_OUTPUT_SIZE"], np.float32)
+    xi = int8_input(example_input(model_input_shape(case.ort_onnx)), itype_i)
+    y = np.zeros(ci.macros["MODEL_OUTPUT_SIZE"], np.int8)
     if ci.infer(xi, y) != 0:
         raise RuntimeError(f"{case.name}: model_infer failed")
     runs = ort_setup(case, threads)
@@ -438,12 +446,12 @@ def flags_experiment(case: Case, workdir: Path, repeats: int = 10, variants: dic
     rows = []
     for function, spec, onnx_path in (("train_step", case.train_spec, case.train_onnx),
                                       ("infer", case.infer_spec, case.infer_onnx)):
-        module = lowered(onnx_path, spec)
-        x = example_input(input_shape(module, "train_step" if function == "train_step" else "forward"))
+        module, itype = lowered(onnx_path, spec)
+        x = int8_input(example_input(model_input_shape(onnx_path)), itype)
         libs = {name: CModel(module, workdir / f"flags-{function}-{i}", flags)
                 for i, (name, flags) in enumerate(variants.items())}
         first = next(iter(libs.values()))
-        y = np.zeros(first.macros["MODEL_OUTPUT_SIZE"], np.float32)
+        y = np.zeros(first.macros["MODEL_OUTPUT_SIZE"], np.int8)
         fns = {name: ((lambda c: lambda: c.train_step(x, case.label, LR))(c) if function == "train_step"
                       else (lambda c: lambda: c.infer(x, y))(c)) for name, c in libs.items()}
         times = measure(fns, repeats)

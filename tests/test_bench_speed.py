@@ -32,7 +32,7 @@ from bench.onnx_to_torch import (  # noqa: E402
     torch_model_from_onnx,
 )
 
-LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn"
+from tinymlir.pipelines import LOWER_INFER, LOWER_TRAIN  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,9 @@ def digits(tmp_path_factory):
     ptq = f'fold-batch-norm,quantize-ptq{{calibration="{calib}"}}'
     case = speed.Case(
         name="digits", train_onnx=onnx_path,
-        train_spec=f'{ptq},autodiff{{num-classes=10 trainable="last:3"}},qas,prune-backward,reorder-update,{LOWER}',
-        full_spec=f"{ptq},autodiff{{num-classes=10}},qas,prune-backward,reorder-update,{LOWER}",
-        infer_onnx=onnx_path, infer_spec=f"{ptq},convert-layout,convert-quant-to-cmsisnn",
+        train_spec=f'{ptq},autodiff{{num-classes=10 trainable="last:3"}},qas,prune-backward,reorder-update,{LOWER_TRAIN}',
+        full_spec=f"{ptq},autodiff{{num-classes=10}},qas,prune-backward,reorder-update,{LOWER_TRAIN}",
+        infer_onnx=onnx_path, infer_spec=f"{ptq},{LOWER_INFER}",
         torch_onnx=onnx_path, ort_onnx=onnx_path,
         torch_biases=[2, 3, 4], torch_weights=[2, 3, 4])  # last:3 of conv1, dw, pw, conv4, fc
     return case
@@ -122,10 +122,11 @@ def test_speed_qemu_counts(digits, tmp_path):
     from toolchain import require_cortex_m_toolchain
 
     require_cortex_m_toolchain()
-    train = speed.lowered(digits.train_onnx, digits.train_spec)
-    x = speed.example_input(speed.input_shape(train, "train_step"))
+    train, itype = speed.lowered(digits.train_onnx, digits.train_spec)
+    x = speed.int8_input(speed.example_input(speed.model_input_shape(digits.train_onnx)), itype)
+    assert x.dtype == np.int8 and x.shape == (1, 16, 16, 1)  # NHWC, as int8-io makes the functions take it
     t = speed.qemu_train(train, x, 3, tmp_path / "train", ram_kib=512, timeout=300)
-    infer = speed.lowered(digits.infer_onnx, digits.infer_spec)
+    infer, _ = speed.lowered(digits.infer_onnx, digits.infer_spec)
     i = speed.qemu_infer(infer, x, tmp_path / "infer", ram_kib=512, timeout=300)
     assert t["instructions"] > i["instructions"] > 0
     assert t["sram"] > 0 and t["flash"] > 0 and t["stack"] > 0
@@ -141,8 +142,8 @@ def test_compile_time_rows(digits, tmp_path):
     stages = row["stages"]
     assert list(stages)[0] == "import" and list(stages)[-1] == "emit_c"
     passes = [k for k in stages if k.startswith("pass ")]
-    assert passes[0] == "pass fold-batch-norm" and passes[-1] == "pass convert-quant-to-cmsisnn"
-    assert len(passes) == 9 and all(v >= 0 for v in stages.values())
+    assert passes[0] == "pass fold-batch-norm" and passes[-1] == "pass split-sparse-params"
+    assert len(passes) == 11 and all(v >= 0 for v in stages.values())
     assert row["onnx_to_c"] > 0 and row["cc_model_c"] > 0 and row["cc_build_host"] > 0
     assert (tmp_path / "libmodel.so").is_file()
     summary = compile_time.summary_table([row])

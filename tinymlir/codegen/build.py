@@ -192,14 +192,18 @@ def write_input_header(path: Path | str, x: np.ndarray, name: str = "tinymlir_in
 
 def write_cortex_m_harness(outdir: Path | str, files: dict[str, str], x: np.ndarray) -> list[Path]:
     """Write `model.h`/`model.c` (emitted with prefix "model") and `input_data.h` into outdir;
-    returns the C sources to pass to `build_cortex_m4` (model.c and the harness)."""
+    returns the C sources to pass to `build_cortex_m4` (model.c and the harness). A model
+    with int8 outputs (`int8-io`) gets an int8 output buffer, printed as decimals."""
     if set(files) != {"model.h", "model.c"}:
         raise BuildError(f"the harness needs emit_c(..., prefix='model'), got {sorted(files)}")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (outdir / name).write_text(text)
-    write_input_header(outdir / "input_data.h", x)
+    header = write_input_header(outdir / "input_data.h", x)
+    if "int8_t *out)" in files["model.h"]:  # int8-io: the harness prints int8 logits
+        header.write_text(header.read_text().replace("#include <stdint.h>\n", "#include <stdint.h>\n\n"
+                                                     "#define TINYMLIR_OUTPUT_INT8 1\n", 1))
     return [outdir / "model.c", HARNESS]
 
 

@@ -27,7 +27,7 @@ from tinymlir.search.space import SearchSpace, make_space, model_layers
 from tinymlir.search.task import Task, TaskError, digits_task, load_task
 
 __all__ = ["Analysis", "Budget", "BudgetError", "Memory", "RunSettings", "SearchOutcome", "SearchResult",
-           "SearchSpace", "Task", "TaskError", "search_scheme", "measure_scheme", "prepare"]
+           "SearchSpace", "Task", "TaskError", "digits_task", "load_task", "search_scheme", "measure_scheme", "prepare"]
 
 
 @dataclass
