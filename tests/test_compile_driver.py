@@ -45,7 +45,6 @@ def test_train_project_builds_runs_and_reports(example, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--train", "--optimizer", "adam"], "plain SGD only"),
     (["--scheme", "auto", "--update-budget", "1KB"], "--scheme auto needs --train"),
     (["--train", "--scheme", "no/such.scheme"], "no such file"),
     (["--train", "--budget", "4KB"], "over the budget 4,096 B by"),
@@ -56,6 +55,26 @@ def test_bad_requests_fail_in_one_line(example, tmp_path, capsys, extra, message
     lines = capsys.readouterr().err.strip().splitlines()
     assert [ln for ln in lines if not ln.startswith("[")] == lines[-1:], lines  # progress lines, then one error
     assert lines[-1].startswith("tinymlir compile: error: ") and message in lines[-1], lines
+
+
+@pytest.mark.parametrize("optimizer, state", [("sgdm", ".momentum"), ("adam", ".m")])
+def test_momentum_and_adam_projects_train_and_keep_their_state_in_sram(example, tmp_path, capsys, optimizer, state):
+    out = tmp_path / optimizer
+    x = np.load(example["test_x"])[:1]
+    np.save(tmp_path / "x.npy", x)
+    code = main(compile_args(example, out, "--train", "--num-classes", "10", "--target", "host", "--optimizer",
+                             optimizer, "--lr", "0.5", "--run", "3", "--input", str(tmp_path / "x.npy"),
+                             "--label", "4"))
+    text = capsys.readouterr().out
+    assert code == 0
+    losses = [float(v) for v in text.split("host: 3 steps on label 4, loss ")[1].splitlines()[0].split(" -> ")]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    model_c = (out / "model.c").read_text()
+    # the optimizer state of the classifier's weight is a writable (SRAM) array
+    assert f"/* @layer4.weight{state} [" in model_c and "(SRAM, updated by training)" in \
+        model_c.split(f"/* @layer4.weight{state} [")[1].splitlines()[0]
+    c_name = f"model_p_layer4_weight_{state[1:]}["
+    assert f"static float {c_name}" in model_c and f"static const float {c_name}" not in model_c
 
 
 def test_float_model_without_calibration_and_missing_file(example, tmp_path):

@@ -707,7 +707,7 @@ QBIAS = ("train.param @b trainable : tensor<4xf32> = dense<0.0> : tensor<4xf32>"
      "dy [1, 3] and an input [1, 3] do not match @fc [3, 6]"),
     ([QBIAS], None),  # a quantized bias: fine with plain SGD (the int8 path)
     ([QBIAS, ("@b, %dy, %lr : tensor", "@b, %dy, %lr {momentum = 0.5 : f32, velocity = @b.v} : tensor")],
-     "is quantized; only train.sgd (without momentum) updates quantized parameters"),
+     "velocity @b.v of the quantized @b must be a tensor of f32 of its shape [4]"),
     ([("@b, %dy, %lr : tensor", "@b, %dy, %lr {rounding = \"nearest\"} : tensor")],
      "rounding and scales apply to quantized parameters only, @b is float"),
 ])

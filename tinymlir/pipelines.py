@@ -21,9 +21,12 @@ LOWER_TRAIN = "int8-io,convert-train-to-tk,convert-layout,convert-quant-to-cmsis
 
 
 def train_pipeline(scheme: str | Path | None = None, num_classes: int | None = 10, trainable: str = "last:3",
-                   rounding: str = "nearest", front: str = "fuse-qdq") -> str:
-    """Import-level int8 model -> the fused, pruned, reordered training step (level 4)."""
+                   rounding: str = "nearest", front: str = "fuse-qdq", optimizer: str = "sgd") -> str:
+    """Import-level int8 model -> the fused, pruned, reordered training step (level 4).
+    `optimizer`: autodiff's `sgd`, `sgdm` (momentum 0.9) or `adam` (torch's defaults)."""
     opts = [f"rounding={rounding}"] + ([f"num-classes={num_classes}"] if num_classes is not None else [])
+    if optimizer != "sgd":
+        opts.append(f"optimizer={optimizer}")
     if scheme is None:
         opts.append(f'trainable="{trainable}"')
     spec = f"{front},autodiff{{{' '.join(opts)}}},qas"

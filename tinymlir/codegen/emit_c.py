@@ -17,7 +17,12 @@ What the function may contain (anything else raises `EmitCError` naming the op):
   and `requantize_s8` kernels (`tinymlir/runtime/tinymlir_rt.c`),
 * `nn.transpose` of an int8 tensor of rank <= 4 (own kernel),
 * `nn.flatten` / `nn.reshape`, which alias their input (no code),
-* one `func.return` of one f32 tensor; the function takes one f32 tensor.
+* one `func.return` of one f32 tensor; the function takes one f32 tensor;
+* in `@train_step`: the `tk` ops (one training-kernel call each; an update with momentum
+  or Adam state calls the kernel's `*_opt` variant with a `tk_optimizer`) and
+  `train.increment` of Adam's step counter (one statement). Every param an update writes
+  (the parameter, its stochastic-rounding counter, its optimizer state) is an SRAM
+  array and counts in `MODEL_TRAINABLE_BYTES`.
 
 Kernel scratch memory (`cmsis_nn_context.buf`): each call that needs some gets an extra
 arena buffer live during that call only, sized for both CMSIS-NN's pure C and its DSP
@@ -196,8 +201,8 @@ class _Shared:
         from tinymlir.interpreter.train_impls import initial_value
 
         updated = {ref.root_reference.data for f in funcs for op in f.walk()
-                   for key in ("param", "rng") if isinstance(ref := op.properties.get(key), SymbolRefAttr)
-                   and op.name != "train.load"}
+                   for key in ("param", "rng", "velocity", "m", "v")
+                   if isinstance(ref := op.properties.get(key), SymbolRefAttr) and op.name != "train.load"}
         for op in module.ops:
             if isinstance(op, train.ParamOp):
                 name = op.sym_name.data
@@ -439,6 +444,12 @@ class _Emitter:
     def emit_op(self, i: int, op: Operation) -> list[str]:
         if op.name in CONSTANT_OPS or isinstance(op, train.LoadOp):
             return []
+        if isinstance(op, train.IncrementOp):  # Adam's step counter (wraps at 2^32)
+            p = self.shared.params[op.param.root_reference.data]
+            if p.ctype != "int32_t":
+                raise EmitCError(f"train.increment: {op.param} must be an i32 param, got {p.ctype}")
+            return [f"/* train.increment {op.param} */",
+                    f"{p.cname}[0] = (int32_t)(uint32_t)((uint32_t){p.cname}[0] + 1u);"]
         if op.name == "func.return":
             return self._return(op)
         res = op.results[0].name_hint if op.results else None
@@ -616,6 +627,25 @@ class _Emitter:
     def _param(self, op: Operation) -> str:
         return self.shared.params[op.param.root_reference.data].cname  # type: ignore[attr-defined]
 
+    def _optimizer(self, op: Operation) -> tuple[list[str], str]:
+        """The `tk_optimizer opt` definition of a tk update op with momentum or Adam and the
+        argument that passes it (`&opt, `); nothing for plain SGD."""
+        o: Any = op
+        kind = o.optimizer
+        if kind == "sgd":
+            return [], ""
+
+        def state(ref) -> str:
+            return "NULL" if ref is None else self.shared.params[ref.root_reference.data].cname
+
+        def num(attr) -> str:
+            return "0.0f" if attr is None else _c_float(attr.value.data)
+
+        step = "0" if o.step is None else f"{self.shared.params[o.step.root_reference.data].cname}[0]"
+        kinds = {"sgdm": "TK_OPT_SGDM", "adam": "TK_OPT_ADAM"}
+        return [f"const tk_optimizer opt = {{{kinds[kind]}, {num(o.momentum)}, {num(o.beta1)}, {num(o.beta2)}, "
+                f"{num(o.eps)}, {step}, {state(o.velocity)}, {state(o.m)}, {state(o.v)}}};"], "&opt, "
+
     def _tk_body(self, i: int, op: Operation) -> list[str]:
         f = "float"
         if isinstance(op, tk.OutputMaskOp):
@@ -644,10 +674,13 @@ class _Emitter:
             ws = tk.as_ohwi(op.param_shape() or ())
             fn = ("tk_conv_weight_grad_sgd_s8" if isinstance(op, tk.ConvWeightGradSGDOp)
                   else "tk_depthwise_conv_weight_grad_sgd_s8")
-            return [self._geometry(op, _shape(op.input), _shape(op.dy), (ws[1], ws[2])),
+            opt_lines, opt_arg = self._optimizer(op)
+            if opt_lines:
+                fn = fn.replace("_sgd_", "_opt_")
+            return [self._geometry(op, _shape(op.input), _shape(op.dy), (ws[1], ws[2])), *opt_lines,
                     f"skipped += {fn}(&g, {self.ptr(op.dy, f)}, {self.ptr(op.input)}, {_v(op.x_offset)}, "
                     f"{_c_float(float(tk.floats(op.x_scale)[0]))}, {self._param(op)}, {self._update_args(op)}, "
-                    f"{self.scratch_ptr(i, f)});"]
+                    f"{opt_arg}{self.scratch_ptr(i, f)});"]
         if isinstance(op, (tk.GatherChannelsOp, tk.MergeChannelsOp)):
             ch = ints(op.channels)
             chans = self._array("int32_t", np.array(ch, np.int64), "ch")
@@ -663,8 +696,10 @@ class _Emitter:
         if isinstance(op, tk.BiasGradSGDOp):
             ys = _shape(op.dy)
             c = ys[-1]
-            return [f"skipped += tk_bias_grad_sgd_s32({self.ptr(op.dy, f)}, {_count(op.dy) // c}, {c}, {self._param(op)}, "
-                    f"{self._update_args(op)});"]
+            opt_lines, opt_arg = self._optimizer(op)
+            fn = "tk_bias_grad_opt_s32" if opt_lines else "tk_bias_grad_sgd_s32"
+            return [*opt_lines, f"skipped += {fn}({self.ptr(op.dy, f)}, {_count(op.dy) // c}, {c}, {self._param(op)}, "
+                    f"{self._update_args(op)}{', &opt' if opt_lines else ''});"]
         raise EmitCError(f"{op.name}: op not supported by the C emitter")
 
     # -- function ----------------------------------------------------------------
@@ -764,9 +799,10 @@ _DOCS = {
     "infer": "Runs the network on one input; writes the output. Returns 0, or the negative\n"
              " * arm_cmsis_nn_status of the first failing CMSIS-NN call.",
     "train_step": "One training step on one input and its label with learning rate `lr`: forward,\n"
-                  " * backward and in-place SGD of the trainable parameters; writes the loss before the\n"
-                  " * update. Returns 0; 1 if some update elements were skipped because they were not\n"
-                  " * finite (the rest of the step was applied); or a negative arm_cmsis_nn_status.",
+                  " * backward and in-place update (SGD, momentum SGD or Adam) of the trainable\n"
+                  " * parameters; writes the loss before the update. Returns 0; 1 if some update\n"
+                  " * elements were skipped because they were not finite (the rest of the step was\n"
+                  " * applied); or a negative arm_cmsis_nn_status.",
 }
 
 

@@ -22,6 +22,15 @@ Conventions (those of the C kernels):
   `q -= round(t)` saturating (int8 to [-127, 127], int32 to +-(2^31 - 1)); `rounding`
   is "nearest" (half to even) or "stochastic" (with the uint32 counter param `rng`).
   `channels` (increasing) limits the update to those output channels (sparse update).
+  With `momentum` + `velocity` (momentum SGD) or `beta1`, `beta2`, `eps`, `m`, `v`,
+  `step` (Adam), in the attribute dictionary, t comes from the optimizer instead, its
+  float32 state params holding one element per updated element (`state_shape()`: the
+  selected channels only), and the op calls the kernel's `*_opt` variant; the exact
+  float32 arithmetic is tk.h's "Optimizers":
+
+    tk.bias_grad_sgd @layer3.bias, %dy, %lr rounding "nearest" {beta1 = 9.000000e-01 : f32,
+        beta2 = 9.990000e-01 : f32, eps = 9.99999993e-09 : f32, m = @layer3.bias.m,
+        v = @layer3.bias.v, step = @adam.step} : tensor<1x4x4x16xf32>
 """
 
 from __future__ import annotations
@@ -357,14 +366,31 @@ class DepthwiseConvInputGradOp(_ConvGradOp):
         _check_scales(self, self.w_scale, ws[3], "w_scale")
 
 
+OPTIMIZER_PROPS = ("momentum", "velocity", "beta1", "beta2", "eps", "m", "v", "step")
+"""The optimizer properties of the fused update ops (momentum SGD: momentum, velocity;
+Adam: beta1, beta2, eps, m, v, step)."""
+
+
 class _SGDOp(IRDLOperation):
-    """Shared by the fused gradient + SGD ops: the param, its channel factors, rounding."""
+    """Shared by the fused gradient + update ops: the param, its channel factors, rounding,
+    and the optional optimizer: `momentum` + `velocity` (momentum SGD) or `beta1`,
+    `beta2`, `eps`, `m`, `v`, `step` (Adam), whose state params are float32 arrays of one
+    element per updated element (`state_shape`), in the update-index order of tk.h (the
+    op then calls the kernel's `*_opt` variant)."""
 
     param = prop_def(SymbolRefAttr)
     factor = prop_def(ArrayAttr)
     channels = opt_prop_def(DenseArrayBase[I64])
     rounding = prop_def(StringAttr)
     rng = opt_prop_def(SymbolRefAttr)
+    momentum = opt_prop_def(FloatAttr)
+    velocity = opt_prop_def(SymbolRefAttr)
+    beta1 = opt_prop_def(FloatAttr)
+    beta2 = opt_prop_def(FloatAttr)
+    eps = opt_prop_def(FloatAttr)
+    m = opt_prop_def(SymbolRefAttr)
+    v = opt_prop_def(SymbolRefAttr)
+    step = opt_prop_def(SymbolRefAttr)
 
     @property
     def rounding_mode(self) -> str:
@@ -374,9 +400,24 @@ class _SGDOp(IRDLOperation):
     def channel_list(self) -> tuple[int, ...] | None:
         return None if self.channels is None else ints(self.channels)
 
+    @property
+    def optimizer(self) -> str:
+        """"sgd", "sgdm" or "adam"."""
+        if self.momentum is not None:
+            return "sgdm"
+        return "adam" if self.m is not None else "sgd"
+
+    def state_refs(self) -> dict[str, SymbolRefAttr]:
+        """The optimizer state params, by role (velocity; m, v)."""
+        return {k: r for k in ("velocity", "m", "v") if (r := getattr(self, k)) is not None}
+
     def param_shape(self) -> tuple[int, ...] | None:
         p = lookup_param(self, self.param)
         return None if p is None else tuple(p.type.get_shape())
+
+    def state_shape(self) -> tuple[int, ...] | None:
+        """The shape of each optimizer state param: the updated elements, in update-index order."""
+        raise NotImplementedError
 
     def verify_update(self, channels: int, width: int) -> None:
         if self.rounding_mode not in ROUNDINGS:
@@ -391,17 +432,70 @@ class _SGDOp(IRDLOperation):
         p = lookup_param(self, self.param)
         if p is not None and storage_width(p.type) != width:
             raise VerifyException(f"{self.name}: {self.param} must hold i{width} integers, got {p.type}")
+        self.verify_optimizer()
+
+    def verify_optimizer(self) -> None:
+        if (self.momentum is None) != (self.velocity is None):
+            raise VerifyException(f"{self.name}: 'momentum' and 'velocity' go together")
+        adam = [self.beta1, self.beta2, self.eps, self.m, self.v, self.step]
+        if any(a is not None for a in adam) and any(a is None for a in adam):
+            raise VerifyException(f"{self.name}: Adam's 'beta1', 'beta2', 'eps', 'm', 'v' and 'step' go together")
+        if self.momentum is not None and self.m is not None:
+            raise VerifyException(f"{self.name}: momentum and Adam exclude each other")
+        for name in ("momentum", "beta1", "beta2"):
+            attr = getattr(self, name)
+            if attr is not None and not 0.0 <= np.float32(attr.value.data) < 1.0:
+                raise VerifyException(f"{self.name}: {name} must lie in [0, 1) (in float32), got {attr.value.data}")
+        if self.eps is not None:
+            e = np.float32(self.eps.value.data)
+            if not (np.isfinite(e) and e > 0):
+                raise VerifyException(f"{self.name}: eps must be positive and finite (in float32), "
+                                      f"got {self.eps.value.data}")
+        want = self.state_shape()
+        for role, ref in self.state_refs().items():
+            s = lookup_param(self, ref)
+            if s is None or want is None:
+                continue
+            if not (isinstance(s.type.element_type, Float32Type) and tuple(s.type.get_shape()) == want):
+                raise VerifyException(f"{self.name}: {role} {ref} must be a tensor of f32 of shape {list(want)} "
+                                      f"(one element per updated element), got {s.type}")
+            if s.is_trainable:
+                raise VerifyException(f"{self.name}: {role} {ref} is optimizer state and must not be trainable")
+        if self.step is not None:
+            s = lookup_param(self, self.step)
+            if s is not None and not (isinstance(s.type.element_type, IntegerType)
+                                      and s.type.element_type.width.data == 32 and _count(s.type.get_shape()) == 1):
+                raise VerifyException(f"{self.name}: step counter {self.step} must be a one-element i32 param, "
+                                      f"got {s.type}")
 
 
 def _sgd_props(param: str, factor: Sequence[float], channels: Sequence[int] | None, rounding: str,
-               rng: str | None) -> dict[str, Attribute]:
+               rng: str | None, optimizer: dict[str, Attribute] | None = None) -> dict[str, Attribute]:
     props: dict[str, Attribute] = {"param": SymbolRefAttr(param), "factor": f32_array(factor),
                                    "rounding": StringAttr(rounding)}
     if channels is not None:
         props["channels"] = DenseArrayBase.from_list(i64, list(channels))
     if rng is not None:
         props["rng"] = SymbolRefAttr(rng)
+    for k, v in (optimizer or {}).items():
+        if k not in OPTIMIZER_PROPS:
+            raise ValueError(f"unknown optimizer property {k!r}")
+        props[k] = v
     return props
+
+
+def optimizer_props(*, momentum: float | None = None, velocity: str | None = None, beta1: float | None = None,
+                    beta2: float | None = None, eps: float | None = None, m: str | None = None,
+                    v: str | None = None, step: str | None = None) -> dict[str, Attribute]:
+    """The `optimizer=` of the fused update ops' constructors (floats rounded to float32)."""
+    out: dict[str, Attribute] = {}
+    for k, x in (("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("eps", eps)):
+        if x is not None:
+            out[k] = FloatAttr(float(np.float32(x)), f32)
+    for k, r in (("velocity", velocity), ("m", m), ("v", v), ("step", step)):
+        if r is not None:
+            out[k] = SymbolRefAttr(r)
+    return out
 
 
 _SGD_FORMAT = ("(`channels` $channels^)? `rounding` $rounding (`rng` $rng^)? "
@@ -426,17 +520,19 @@ class _WeightGradSGDOp(_SGDOp, _Geometry):
     def __init__(self, param: str, dy: SSAValue, input: SSAValue, lr: SSAValue, *, stride: Sequence[int],
                  padding: Sequence[int], dilation: Sequence[int], x_offset: int, x_scale: float,
                  factor: Sequence[float], channels: Sequence[int] | None = None, rounding: str = "nearest",
-                 rng: str | None = None):
+                 rng: str | None = None, optimizer: dict[str, Attribute] | None = None):
         super().__init__(operands=[dy, input, lr], properties=_geometry_props(stride, padding, dilation)
                          | {"x_offset": i32_attr(x_offset), "x_scale": f32_array([x_scale])}
-                         | _sgd_props(param, factor, channels, rounding, rng))
+                         | _sgd_props(param, factor, channels, rounding, rng, optimizer))
 
 
 @irdl_op_definition
 class ConvWeightGradSGDOp(_WeightGradSGDOp):
     """`tk_conv_weight_grad_sgd_s8`: the weight gradient of a convolution (groups = 1; or
     a fully connected layer) from dy and its saved int8 input (`x_offset = -z_x`,
-    `x_scale`), applied at once, channel by channel, to the OHWI int8 `param`."""
+    `x_scale`), applied at once, channel by channel, to the OHWI int8 `param`. With an
+    optimizer, `tk_conv_weight_grad_opt_s8`; its state is [n_sel, KH, KW, C_IN] (or
+    [n_sel, K]): the selected output channels' rows."""
 
     name = "tk.conv_weight_grad_sgd"
     irdl_options = (ParsePropInAttrDict(),)
@@ -467,11 +563,19 @@ class ConvWeightGradSGDOp(_WeightGradSGDOp):
         _, kh, kw, ci = as_ohwi(ws)
         return 4 * kh * kw * ci
 
+    def state_shape(self) -> tuple[int, ...] | None:
+        ws = self.param_shape()
+        if ws is None:
+            return None
+        ch = self.channel_list
+        return (ws[0] if ch is None else len(ch),) + ws[1:]
+
 
 @irdl_op_definition
 class DepthwiseConvWeightGradSGDOp(_WeightGradSGDOp):
     """`tk_depthwise_conv_weight_grad_sgd_s8`: as tk.conv_weight_grad_sgd for a depthwise
-    weight [1, KH, KW, C]; `channels` select along C."""
+    weight [1, KH, KW, C]; `channels` select along C. With an optimizer,
+    `tk_depthwise_conv_weight_grad_opt_s8`; its state is [1, KH, KW, n_sel]."""
 
     name = "tk.depthwise_conv_weight_grad_sgd"
     irdl_options = (ParsePropInAttrDict(),)
@@ -492,11 +596,19 @@ class DepthwiseConvWeightGradSGDOp(_WeightGradSGDOp):
         ws = self.param_shape()
         return 0 if ws is None else 4 * ws[1] * ws[2]
 
+    def state_shape(self) -> tuple[int, ...] | None:
+        ws = self.param_shape()
+        if ws is None or len(ws) != 4:
+            return None
+        ch = self.channel_list
+        return ws[:3] + (ws[3] if ch is None else len(ch),)
+
 
 @irdl_op_definition
 class BiasGradSGDOp(_SGDOp):
     """`tk_bias_grad_sgd_s32`: the bias gradient (dy summed over N, H, W) applied at once
-    to the int32 `param` [C]."""
+    to the int32 `param` [C]. With an optimizer, `tk_bias_grad_opt_s32`; its state is
+    [n_sel]."""
 
     name = "tk.bias_grad_sgd"
     irdl_options = (ParsePropInAttrDict(),)
@@ -506,8 +618,9 @@ class BiasGradSGDOp(_SGDOp):
                        "(`rng` $rng^)? attr-dict `:` type($dy)")
 
     def __init__(self, param: str, dy: SSAValue, lr: SSAValue, *, factor: Sequence[float],
-                 channels: Sequence[int] | None = None, rounding: str = "nearest", rng: str | None = None):
-        super().__init__(operands=[dy, lr], properties=_sgd_props(param, factor, channels, rounding, rng))
+                 channels: Sequence[int] | None = None, rounding: str = "nearest", rng: str | None = None,
+                 optimizer: dict[str, Attribute] | None = None):
+        super().__init__(operands=[dy, lr], properties=_sgd_props(param, factor, channels, rounding, rng, optimizer))
 
     def verify_(self) -> None:
         ys = _f32(self, self.dy, "dy")
@@ -519,6 +632,13 @@ class BiasGradSGDOp(_SGDOp):
             raise VerifyException(f"{self.name}: dy {list(ys)} (channels last) sums to [{ys[-1]}], but "
                                   f"{self.param} has shape {list(ws)}")
         self.verify_update(ws[0], 32)
+
+    def state_shape(self) -> tuple[int, ...] | None:
+        ws = self.param_shape()
+        if ws is None:
+            return None
+        ch = self.channel_list
+        return (ws[0] if ch is None else len(ch),)
 
 
 # -- channel data movement (splitting a sparsely updated layer) -------------------------

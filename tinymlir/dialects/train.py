@@ -21,12 +21,14 @@ The int8 path adds: `train.clamp_mask` (the forward saves, 1 bit per element, wh
 quant op's pre-saturation value lay inside its clamp range) and `train.mask_grad` (applies
 it to the output's gradient); `train.fully_connected_input_grad` / `_weight_grad`;
 `train.scale_grad` (multiplies a gradient by a quantized param's scales to a power: 1 is
-the chain rule to the stored integers, -2 is QAS); and `train.sgd` on quantized params,
-in the integer domain with nearest or stochastic rounding, saturating.
+the chain rule to the stored integers, -2 is QAS); and `train.sgd` (with or without
+momentum) and `train.adam` on quantized params, in the integer domain with nearest or
+stochastic rounding, saturating, their optimizer state float32.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
@@ -230,15 +232,11 @@ class LoadOp(IRDLOperation):
 
 
 def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, channels: DenseArrayBase | None,
-                         what: str = "updated parameter", allow_quantized: bool = False) -> ParamOp | None:
+                         what: str = "updated parameter") -> ParamOp | None:
     p = lookup_param(op, ref)
     if p is None:
         return None
-    if p.quantized_type is not None:
-        if not allow_quantized:
-            raise VerifyException(f"{op.name}: {ref} is quantized; only train.sgd (without momentum) updates "
-                                  "quantized parameters")
-    elif not _is_float_tensor(p.type):
+    if p.quantized_type is None and not _is_float_tensor(p.type):
         raise VerifyException(f"{op.name}: the {what} {ref} must be a float tensor, got {p.type}")
     want = shape_of(p.type)
     if channels is not None:
@@ -253,14 +251,64 @@ def _check_update_target(op: IRDLOperation, ref: SymbolRefAttr, grad: SSAValue, 
     return p
 
 
-def _check_state(op: IRDLOperation, ref: SymbolRefAttr, param: ParamOp | None, what: str) -> None:
+def state_shapes(param: ParamOp, channels: DenseArrayBase | None) -> list[tuple[int, ...]]:
+    """The shapes an optimizer state param of `param` may have: the param's own (rows
+    `channels` of it are used), or, with `channels`, the trained rows' (row j belongs to
+    channel channels[j]; what `convert-train-to-tk` makes, so the state costs memory only
+    for what trains)."""
+    full = shape_of(param.type)
+    shapes = [full]
+    if channels is not None and full:
+        rows = (len(ints(channels)),) + full[1:]
+        if rows != full:
+            shapes.append(rows)
+    return shapes
+
+
+def _check_state(op: IRDLOperation, ref: SymbolRefAttr, param: ParamOp | None, what: str,
+                 channels: DenseArrayBase | None = None) -> None:
+    """Optimizer state (velocity, m, v) of `param`: not trainable; for a float param its
+    type (or, with `channels`, its element type and the trained rows' shape); for a
+    quantized param float32 of one of those shapes."""
     s = lookup_param(op, ref)
     if s is None or param is None:
         return
-    if s.type != param.type:
-        raise VerifyException(f"{op.name}: {what} {ref} must have the type of @{param.sym_name.data}, {param.type}")
+    shapes = state_shapes(param, channels)
+    if param.quantized_type is None:
+        ok = s.type == param.type or (s.type.element_type == param.type.element_type
+                                      and shape_of(s.type) in shapes)
+        if not ok:
+            raise VerifyException(f"{op.name}: {what} {ref} must have the type of @{param.sym_name.data}, "
+                                  f"{param.type}")
+    elif not (isinstance(s.type.element_type, Float32Type) and shape_of(s.type) in shapes):
+        alt = f" (or its trained rows' {list(shapes[1])})" if len(shapes) > 1 else ""
+        raise VerifyException(f"{op.name}: {what} {ref} of the quantized @{param.sym_name.data} must be a tensor of "
+                              f"f32 of its shape {list(shapes[0])}{alt}, got {s.type}")
     if s.is_trainable:
         raise VerifyException(f"{op.name}: {what} {ref} is optimizer state and must not be trainable")
+
+
+def check_momentum(op: IRDLOperation, momentum: FloatAttr | None, velocity: SymbolRefAttr | None) -> None:
+    if (momentum is None) != (velocity is None):
+        raise VerifyException(f"{op.name}: 'momentum' and 'velocity' go together")
+    if momentum is not None and not 0.0 <= momentum.value.data < 1.0:
+        raise VerifyException(f"{op.name}: momentum must lie in [0, 1), got {momentum.value.data}")
+
+
+def check_adam(op: IRDLOperation, beta1: FloatAttr, beta2: FloatAttr, eps: FloatAttr) -> None:
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= b.value.data < 1.0:
+            raise VerifyException(f"{op.name}: {name} must lie in [0, 1), got {b.value.data}")
+    e = eps.value.data
+    if not (e > 0 and math.isfinite(e) and np.float32(e) > 0):
+        raise VerifyException(f"{op.name}: eps must be positive and finite (in float32), got {e}")
+
+
+def _check_rounding(op: IRDLOperation, rounding: str, rng: SymbolRefAttr | None) -> None:
+    if rounding not in ROUNDINGS:
+        raise VerifyException(f"{op.name}: rounding must be one of {', '.join(ROUNDINGS)}, got '{rounding}'")
+    if (rounding == "stochastic") != (rng is not None):
+        raise VerifyException(f"{op.name}: stochastic rounding and its 'rng' state go together")
 
 
 @irdl_op_definition
@@ -271,11 +319,13 @@ class SGDOp(IRDLOperation):
         p -= lr * g                             (without)
 
     With `channels`, `grad` holds the rows of those output channels (axis 0) only and
-    just those rows of the parameter (and velocity) change: the sparse update.
+    just those rows of the parameter (and velocity) change: the sparse update. The
+    velocity param has the parameter's shape (its rows `channels` are used) or, with
+    `channels`, the trained rows' shape (row j is channel channels[j]'s).
 
-    A quantized parameter (int8 weights, int32 biases; no momentum) is updated in its
-    storage domain: `grad` is the gradient w.r.t. the stored integers q (autodiff makes it
-    with `train.scale_grad`), and
+    A quantized parameter (int8 weights, int32 biases) is updated in its storage domain:
+    `grad` is the gradient w.r.t. the stored integers q (autodiff makes it with
+    `train.scale_grad`), and
 
         q' = clamp(R(q - lr * g), -(2^(b-1) - 1), 2^(b-1) - 1)        (b = storage bits)
 
@@ -287,6 +337,15 @@ class SGDOp(IRDLOperation):
     over the updated rows) uses u = (fmix32(state + i) >> 8) * 2^-24, fmix32 being
     MurmurHash3's finalizer, and the update then advances state by the element count
     (mod 2^32). C reproduces it bit for bit with one uint32 add, the mixer and a shift.
+
+    Momentum on a quantized parameter keeps a float32 velocity (one element per updated
+    element, see above), real-valued in the units of g:
+
+        v' = f32(momentum * v + g);  q' = clamp(R(q - lr * v'))
+
+    (here computed in float64 from the float32 values, then v' rounded to float32; the
+    C kernels' float32 order is in tk.h). An element whose step lr * v' is not finite
+    keeps q and v.
     """
 
     name = "train.sgd"
@@ -328,17 +387,11 @@ class SGDOp(IRDLOperation):
         return "nearest" if self.rounding is None else self.rounding.data
 
     def verify_(self) -> None:
-        if (self.momentum is None) != (self.velocity is None):
-            raise VerifyException("train.sgd: 'momentum' and 'velocity' go together")
-        if self.momentum is not None and not 0.0 <= self.momentum.value.data < 1.0:
-            raise VerifyException(f"train.sgd: momentum must lie in [0, 1), got {self.momentum.value.data}")
-        if self.rounding_mode not in ROUNDINGS:
-            raise VerifyException(f"train.sgd: rounding must be one of {', '.join(ROUNDINGS)}, got '{self.rounding_mode}'")
-        if (self.rounding_mode == "stochastic") != (self.rng is not None):
-            raise VerifyException("train.sgd: stochastic rounding and its 'rng' state go together")
-        p = _check_update_target(self, self.param, self.grad, self.channels, allow_quantized=self.momentum is None)
+        check_momentum(self, self.momentum, self.velocity)
+        _check_rounding(self, self.rounding_mode, self.rng)
+        p = _check_update_target(self, self.param, self.grad, self.channels)
         if self.velocity is not None:
-            _check_state(self, self.velocity, p, "velocity")
+            _check_state(self, self.velocity, p, "velocity", self.channels)
         if p is not None and p.quantized_type is None and (self.rounding is not None or self.rng is not None):
             raise VerifyException(f"train.sgd: rounding applies to quantized parameters only, {self.param} is float")
         if self.rng is not None:
@@ -352,6 +405,21 @@ class AdamOp(IRDLOperation):
 
         m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
         p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+    `channels` as train.sgd's: only those rows of the param (and of m and v) change; m
+    and v have the param's shape, or the trained rows' shape.
+
+    A quantized parameter (int8 weights, int32 biases) keeps float32 m and v (one element
+    per updated element) and steps its stored integers q with the gradient g w.r.t. them
+    (the one plain quantized SGD applies, QAS included):
+
+        m' = f32(b1 m + (1 - b1) g);  v' = f32(b2 v + (1 - b2) g^2)
+        step = lr * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps)
+        q' = clamp(R(q - step), -(2^(b-1) - 1), 2^(b-1) - 1)
+
+    with train.sgd's rounding R (`rounding`, `rng`) and saturation; computed in float64
+    from the float32 values here (the C kernels' exact float32 order is in tk.h). An
+    element whose step is not finite keeps q, m and v.
     """
 
     name = "train.adam"
@@ -365,13 +433,16 @@ class AdamOp(IRDLOperation):
     v = prop_def(SymbolRefAttr)
     step = prop_def(SymbolRefAttr)
     channels = opt_prop_def(DenseArrayBase)
+    rounding = opt_prop_def(StringAttr)
+    rng = opt_prop_def(SymbolRefAttr)
     traits = traits_def(ParamEffects())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$param `,` $grad `,` $lr attr-dict `:` type($grad)"
 
     def __init__(self, param: str, grad: SSAValue, lr: SSAValue, *, m: str, v: str, step: str,
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 channels: Sequence[int] | None = None):
+                 channels: Sequence[int] | None = None, rounding: str | None = None,
+                 rng: str | SymbolRefAttr | None = None):
         props: dict[str, Attribute] = {
             "param": SymbolRefAttr(param), "m": SymbolRefAttr(m), "v": SymbolRefAttr(v),
             "step": SymbolRefAttr(step), "beta1": FloatAttr(beta1, f32), "beta2": FloatAttr(beta2, f32),
@@ -379,24 +450,32 @@ class AdamOp(IRDLOperation):
         }
         if channels is not None:
             props["channels"] = int_array(channels)
+        if rounding is not None:
+            props["rounding"] = StringAttr(rounding)
+        if rng is not None:
+            props["rng"] = SymbolRefAttr(rng) if isinstance(rng, str) else rng
         super().__init__(operands=[grad, lr], properties=props)
 
     def param_effects(self) -> AbstractSet[EffectInstance]:
-        rw = [EffectInstance(k, r) for r in (self.param, self.m, self.v)
+        rw = [EffectInstance(k, r) for r in (self.param, self.m, self.v, *([self.rng] if self.rng else []))
               for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE)]
         return frozenset(rw + [EffectInstance(MemoryEffectKind.READ, self.step)])
 
+    @property
+    def rounding_mode(self) -> str:
+        return "nearest" if self.rounding is None else self.rounding.data
+
     def verify_(self) -> None:
-        for name in ("beta1", "beta2"):
-            b = getattr(self, name).value.data
-            if not 0.0 <= b < 1.0:
-                raise VerifyException(f"train.adam: {name} must lie in [0, 1), got {b}")
-        if not self.eps.value.data > 0:
-            raise VerifyException(f"train.adam: eps must be positive, got {self.eps.value.data}")
+        check_adam(self, self.beta1, self.beta2, self.eps)
+        _check_rounding(self, self.rounding_mode, self.rng)
         p = _check_update_target(self, self.param, self.grad, self.channels)
-        _check_state(self, self.m, p, "m")
-        _check_state(self, self.v, p, "v")
+        _check_state(self, self.m, p, "m", self.channels)
+        _check_state(self, self.v, p, "v", self.channels)
         _check_step(self, self.step)
+        if p is not None and p.quantized_type is None and (self.rounding is not None or self.rng is not None):
+            raise VerifyException(f"train.adam: rounding applies to quantized parameters only, {self.param} is float")
+        if self.rng is not None:
+            _check_counter(self, self.rng, "random state")
 
 
 def _check_step(op: IRDLOperation, ref: SymbolRefAttr) -> None:
@@ -949,24 +1028,32 @@ class ScaleGradOp(IRDLOperation):
             return
         if p.quantized_type is None:
             raise VerifyException(f"train.scale_grad: {self.param} must be a quantized param, got {p.type}")
-        _check_update_target(self, self.param, self.grad, self.channels, "scaled parameter", allow_quantized=True)
+        _check_update_target(self, self.param, self.grad, self.channels, "scaled parameter")
 
 
 # -- fused gradient + update (reorder-update) ----------------------------------------------
 class _GradSGDOp(IRDLOperation):
-    """A gradient op fused with the `train.sgd` of the parameter it differentiates: the
+    """A gradient op fused with the update of the parameter it differentiates: the
     gradient of `param` is computed, multiplied in turn by s^e for each exponent e of
     `scales` (s: the quantized param's scales, as `train.scale_grad` does; the int8 path),
     and applied in place at once, so no gradient tensor outlives the op (the paper's
-    operator reordering + in-place update). The properties are train.sgd's and mean the
-    same: `channels` (only those output channels' rows are computed and updated),
-    `momentum` + `velocity`, `rounding` + `rng` for a quantized param. Made by
-    `reorder-update`; the unfused pair gives bit-identical results."""
+    operator reordering + in-place update). The update is `train.sgd`'s, or, with `m`,
+    `v`, `step`, `beta1`, `beta2`, `eps`, `train.adam`'s (made for quantized params only;
+    "sgd" in the name is historical); the properties mean what they mean there:
+    `channels` (only those output channels' rows are computed and updated), `momentum` +
+    `velocity`, the Adam state, `rounding` + `rng` for a quantized param. Made by
+    `reorder-update`; the unfused ops give bit-identical results."""
 
     param = prop_def(SymbolRefAttr)
     channels = opt_prop_def(DenseArrayBase)
     momentum = opt_prop_def(FloatAttr)
     velocity = opt_prop_def(SymbolRefAttr)
+    beta1 = opt_prop_def(FloatAttr)
+    beta2 = opt_prop_def(FloatAttr)
+    eps = opt_prop_def(FloatAttr)
+    m = opt_prop_def(SymbolRefAttr)
+    v = opt_prop_def(SymbolRefAttr)
+    step = opt_prop_def(SymbolRefAttr)
     rounding = opt_prop_def(StringAttr)
     rng = opt_prop_def(SymbolRefAttr)
     scales = opt_prop_def(DenseArrayBase)
@@ -974,32 +1061,44 @@ class _GradSGDOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
 
     def param_effects(self) -> AbstractSet[EffectInstance]:
-        refs = [self.param] + [r for r in (self.velocity, self.rng) if r is not None]
-        return frozenset(EffectInstance(k, r) for r in refs for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE))
+        refs = [self.param] + [r for r in (self.velocity, self.m, self.v, self.rng) if r is not None]
+        out = [EffectInstance(k, r) for r in refs for k in (MemoryEffectKind.READ, MemoryEffectKind.WRITE)]
+        if self.step is not None:
+            out.append(EffectInstance(MemoryEffectKind.READ, self.step))
+        return frozenset(out)
 
     @property
     def rounding_mode(self) -> str:
         return "nearest" if self.rounding is None else self.rounding.data
 
+    @property
+    def is_adam(self) -> bool:
+        return self.m is not None
+
     def verify_update(self, rows_shape: tuple[int, ...]) -> None:
-        """train.sgd's checks, for a gradient of shape `rows_shape` (channels' rows)."""
-        if (self.momentum is None) != (self.velocity is None):
-            raise VerifyException(f"{self.name}: 'momentum' and 'velocity' go together")
-        if self.momentum is not None and not 0.0 <= self.momentum.value.data < 1.0:
-            raise VerifyException(f"{self.name}: momentum must lie in [0, 1), got {self.momentum.value.data}")
-        if self.rounding_mode not in ROUNDINGS:
-            raise VerifyException(f"{self.name}: rounding must be one of {', '.join(ROUNDINGS)}, "
-                                  f"got '{self.rounding_mode}'")
-        if (self.rounding_mode == "stochastic") != (self.rng is not None):
-            raise VerifyException(f"{self.name}: stochastic rounding and its 'rng' state go together")
-        p = _check_update_target(self, self.param, TensorType(f32, rows_shape), self.channels,
-                                 allow_quantized=self.momentum is None)
-        if self.velocity is not None:
-            _check_state(self, self.velocity, p, "velocity")
+        """train.sgd's (or train.adam's) checks, for a gradient of shape `rows_shape` (channels' rows)."""
+        check_momentum(self, self.momentum, self.velocity)
+        adam = [self.beta1, self.beta2, self.eps, self.m, self.v, self.step]
+        if any(a is not None for a in adam):
+            if any(a is None for a in adam):
+                raise VerifyException(f"{self.name}: Adam's 'beta1', 'beta2', 'eps', 'm', 'v' and 'step' go together")
+            if self.momentum is not None:
+                raise VerifyException(f"{self.name}: momentum and Adam exclude each other")
+            check_adam(self, self.beta1, self.beta2, self.eps)  # type: ignore[arg-type]
+        _check_rounding(self, self.rounding_mode, self.rng)
+        p = _check_update_target(self, self.param, TensorType(f32, rows_shape), self.channels)
+        for ref, what in ((self.velocity, "velocity"), (self.m, "m"), (self.v, "v")):
+            if ref is not None:
+                _check_state(self, ref, p, what, self.channels)
+        if self.step is not None:
+            _check_step(self, self.step)
         if p is not None and p.quantized_type is None:
             if self.rounding is not None or self.rng is not None or self.scales is not None:
                 raise VerifyException(f"{self.name}: rounding and scales apply to quantized parameters only, "
                                       f"{self.param} is float")
+            if self.m is not None:
+                raise VerifyException(f"{self.name}: a fused Adam update needs a quantized parameter, "
+                                      f"{self.param} is float (use train.adam)")
         if self.rng is not None:
             _check_counter(self, self.rng, "random state")
 
@@ -1011,13 +1110,18 @@ class _GradSGDOp(IRDLOperation):
         return full if self.channels is None else len(ints(self.channels))
 
 
-def grad_sgd_props(param: str | SymbolRefAttr, sgd: SGDOp | None = None, channels: Sequence[int] | None = None,
-                   scales: Sequence[int] | None = None) -> dict[str, Attribute]:
-    """The properties of a fused gradient + SGD op: `sgd`'s (momentum, velocity, channels,
-    rounding, rng), or just `channels`; plus `scales`."""
+UPDATE_PROPS = ("channels", "momentum", "velocity", "beta1", "beta2", "eps", "m", "v", "step", "rounding", "rng")
+"""The properties an update (train.sgd / train.adam) hands on to its fused op."""
+
+
+def grad_sgd_props(param: str | SymbolRefAttr, sgd: SGDOp | AdamOp | None = None,
+                   channels: Sequence[int] | None = None, scales: Sequence[int] | None = None) -> dict[str, Attribute]:
+    """The properties of a fused gradient + update op: those of `sgd` (a train.sgd or
+    train.adam: channels, momentum, velocity, Adam's, rounding, rng), or just `channels`;
+    plus `scales`."""
     props: dict[str, Attribute] = {"param": SymbolRefAttr(param) if isinstance(param, str) else param}
     if sgd is not None:
-        for name in ("channels", "momentum", "velocity", "rounding", "rng"):
+        for name in UPDATE_PROPS:
             if (value := sgd.properties.get(name)) is not None:
                 props[name] = value
     elif channels is not None:
@@ -1047,7 +1151,7 @@ class Conv2dWeightGradSGDOp(_GradSGDOp):
 
     def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, input: SSAValue, lr: SSAValue, *,
                  strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
-                 dilations: Sequence[int] = (1, 1), groups: int = 1, sgd: SGDOp | None = None,
+                 dilations: Sequence[int] = (1, 1), groups: int = 1, sgd: SGDOp | AdamOp | None = None,
                  channels: Sequence[int] | None = None, scales: Sequence[int] | None = None):
         super().__init__(operands=[dy, input, lr], properties=conv_props(strides, pads, dilations, groups)
                          | grad_sgd_props(param, sgd, channels, scales))
@@ -1081,7 +1185,7 @@ class FullyConnectedWeightGradSGDOp(_GradSGDOp):
     assembly_format = "$param `,` $dy `,` $input `,` $lr attr-dict `:` type($dy) `,` type($input)"
 
     def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, input: SSAValue, lr: SSAValue, *,
-                 sgd: SGDOp | None = None, channels: Sequence[int] | None = None,
+                 sgd: SGDOp | AdamOp | None = None, channels: Sequence[int] | None = None,
                  scales: Sequence[int] | None = None):
         super().__init__(operands=[dy, input, lr], properties=grad_sgd_props(param, sgd, channels, scales))
 
@@ -1107,7 +1211,7 @@ class BiasGradSGDOp(_GradSGDOp):
     lr = operand_def(Float32Type)
     assembly_format = "$param `,` $dy `,` $lr attr-dict `:` type($dy)"
 
-    def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, lr: SSAValue, *, sgd: SGDOp | None = None,
+    def __init__(self, param: str | SymbolRefAttr, dy: SSAValue, lr: SSAValue, *, sgd: SGDOp | AdamOp | None = None,
                  channels: Sequence[int] | None = None, scales: Sequence[int] | None = None):
         super().__init__(operands=[dy, lr], properties=grad_sgd_props(param, sgd, channels, scales))
 

@@ -3,7 +3,8 @@
 Every op calls the numpy twin of its C kernel in `tk_math.py` (same rounding order), so
 the interpreter and the generated C agree bit for bit. Masks are bool arrays here (one
 bit per element in C); the `*_sgd` ops update the interpreter's param table in place of
-`train.param` values, as the train dialect's optimizer ops do.
+`train.param` values (and their optimizer state params), as the train dialect's
+optimizer ops do.
 """
 
 from __future__ import annotations
@@ -127,11 +128,27 @@ class TkFunctions(InterpreterFunctions):
             state = params[op.rng.root_reference.data]
             rng = int(np.asarray(state).reshape(-1)[0].astype(np.int64)) & 0xFFFFFFFF
         channels = None if op.channels is None else list(ints(op.channels))
-        new, new_rng, skipped = run(params[name], channels, tk.floats(op.factor), rng)
+        opt = None
+        refs = op.state_refs()
+        if op.optimizer != "sgd":
+            for r in refs.values():
+                if r.root_reference.data not in params:
+                    raise InterpreterError(f"{op.name}: no param {r}")
+            flat = {k: np.asarray(params[r.root_reference.data], dtype=np.float32).reshape(-1) for k, r in refs.items()}
+            hyper = {k: float(getattr(op, k).value.data) for k in ("momentum", "beta1", "beta2", "eps")
+                     if getattr(op, k) is not None}
+            step = 0
+            if op.step is not None:
+                step = int(np.asarray(params[op.step.root_reference.data]).reshape(-1)[0])
+            opt = tm.Optimizer(kind=op.optimizer, step=step, **hyper, **flat)
+        new, new_rng, skipped, new_opt = run(params[name], channels, tk.floats(op.factor), rng, opt)
         params[name] = np.asarray(new, dtype=params[name].dtype).reshape(params[name].shape)
         if op.rng is not None:
             state = params[op.rng.root_reference.data]
             params[op.rng.root_reference.data] = np.full(state.shape, new_rng, dtype=np.uint32).view(state.dtype)
+        for k, r in refs.items():
+            sname = r.root_reference.data
+            params[sname] = np.asarray(getattr(new_opt, k), dtype=np.float32).reshape(params[sname].shape)
         skipped_updates(interpreter)[0] += int(skipped)
         return ()
 
@@ -141,16 +158,17 @@ class TkFunctions(InterpreterFunctions):
         x = _nhwc(np.asarray(args[1], dtype=np.int8))
         x_offset, x_scale = op.x_offset.value.data, np.float32(tk.floats(op.x_scale)[0])
 
-        def run(w: np.ndarray, channels: Any, factor: np.ndarray, rng: Any) -> Any:
+        def run(w: np.ndarray, channels: Any, factor: np.ndarray, rng: Any, opt: Any) -> Any:
             shape = w.shape
             if depthwise:
                 g = geometry(op, x.shape, dy.shape, (shape[1], shape[2]))
-                return tm.depthwise_conv_weight_grad_sgd(g, dy, x, x_offset, x_scale, w, channels, factor, lr, rng)
+                return tm.depthwise_conv_weight_grad_opt(g, dy, x, x_offset, x_scale, w, channels, factor, lr, rng,
+                                                         opt)
             ws = tk.as_ohwi(shape)
             g = geometry(op, x.shape, dy.shape, (ws[1], ws[2]))
-            new, new_rng, skipped = tm.conv_weight_grad_sgd(g, dy, x, x_offset, x_scale, w.reshape(ws), channels,
-                                                             factor, lr, rng)
-            return np.asarray(new).reshape(shape), new_rng, skipped
+            new, new_rng, skipped, new_opt = tm.conv_weight_grad_opt(g, dy, x, x_offset, x_scale, w.reshape(ws),
+                                                                      channels, factor, lr, rng, opt)
+            return np.asarray(new).reshape(shape), new_rng, skipped, new_opt
 
         return self._update(interpreter, op, run)
 
@@ -169,8 +187,8 @@ class TkFunctions(InterpreterFunctions):
         dy2 = dy.reshape(-1, dy.shape[-1])
         lr = np.float32(args[1])
 
-        def run(b: np.ndarray, channels: Any, factor: np.ndarray, rng: Any) -> Any:
-            return tm.bias_grad_sgd(dy2, b, channels, factor, lr, rng)
+        def run(b: np.ndarray, channels: Any, factor: np.ndarray, rng: Any, opt: Any) -> Any:
+            return tm.bias_grad_opt(dy2, b, channels, factor, lr, rng, opt)
 
         return self._update(interpreter, op, run)
 

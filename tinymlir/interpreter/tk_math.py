@@ -14,20 +14,24 @@ would do.
 
 Stochastic rounding state: `rng` is the uint32 counter value (a Python int) or None for
 round-to-nearest; the update functions return the new counter value (None stays None).
+Optimizer state (momentum SGD, Adam): an `Optimizer` holding float32 arrays, one element
+per update index; the `*_opt` functions return it with the new state.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 __all__ = ["ConvGeometry", "pack_mask", "unpack_mask", "output_mask", "mask_grad", "add",
            "softmax_xent", "global_avgpool_grad", "sgd_f32", "conv_input_grad", "depthwise_conv_input_grad",
            "conv_weight_grad", "conv_weight_grad_sgd", "depthwise_conv_weight_grad",
-           "depthwise_conv_weight_grad_sgd", "bias_grad", "bias_grad_sgd", "fmix32", "sgd_update"]
+           "depthwise_conv_weight_grad_sgd", "bias_grad", "bias_grad_sgd", "fmix32", "sgd_update",
+           "Optimizer", "pow_f32", "optim_update", "conv_weight_grad_opt", "depthwise_conv_weight_grad_opt",
+           "bias_grad_opt"]
 
 F32 = np.float32
 _I32_LIMIT = F32(2147483648.0)
@@ -162,6 +166,21 @@ def fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
+def _round_update(q: np.ndarray, t: np.ndarray, fin: np.ndarray, rng, idx: np.ndarray, qmin: int,
+                  qmax: int) -> np.ndarray:
+    """q rounded and saturated from the float32 step t where `fin` (tk.h's SGD rule after
+    t), q elsewhere; int64."""
+    t = np.clip(np.where(fin, t, F32(0)), -_I32_LIMIT, _I32_LIMIT).astype(F32)
+    if rng is None:
+        new = q - np.rint(t).astype(np.int64)
+    else:
+        seed = (np.asarray(idx, dtype=np.uint64) + np.uint64(int(rng) & 0xFFFFFFFF)) & np.uint64(0xFFFFFFFF)
+        u = (fmix32(seed.astype(np.uint32)) >> np.uint32(8)).astype(F32) * _TWO_M24
+        v = np.clip(u - t, -_I32_LIMIT, _I32_LIMIT).astype(F32)
+        new = q + np.floor(v).astype(np.int64)
+    return np.where(fin, np.clip(new, qmin, qmax), q)
+
+
 @_quiet
 def sgd_update(q: np.ndarray, gw: np.ndarray, f: np.ndarray, lr: float, rng, idx: np.ndarray,
                qmin: int, qmax: int) -> tuple[np.ndarray, int]:
@@ -172,16 +191,88 @@ def sgd_update(q: np.ndarray, gw: np.ndarray, f: np.ndarray, lr: float, rng, idx
     gs = np.asarray(gw, F32) * np.asarray(f, F32)
     t = F32(lr) * gs
     fin = np.isfinite(t)
-    t = np.clip(np.where(fin, t, F32(0)), -_I32_LIMIT, _I32_LIMIT).astype(F32)
-    if rng is None:
-        new = q - np.rint(t).astype(np.int64)
+    return _round_update(q, t, fin, rng, idx, qmin, qmax), int(np.count_nonzero(~fin))
+
+
+OPTIMIZERS = ("sgd", "sgdm", "adam")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Mirror of the C `tk_optimizer`: `kind` "sgd", "sgdm" or "adam", its float32
+    hyper-parameters, Adam's step count, and the state arrays (float32, one element per
+    update index, flat; None where unused)."""
+
+    kind: str = "sgd"
+    momentum: float = 0.0
+    beta1: float = 0.0
+    beta2: float = 0.0
+    eps: float = 0.0
+    step: int = 0
+    velocity: np.ndarray | None = None
+    m: np.ndarray | None = None
+    v: np.ndarray | None = None
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The state arrays this optimizer uses, by field name."""
+        names = {"sgd": (), "sgdm": ("velocity",), "adam": ("m", "v")}[self.kind]
+        return {n: getattr(self, n) for n in names}
+
+
+def pow_f32(b: float, t: int) -> np.float32:
+    """b^t in float32 by binary exponentiation, as tk.h's pow_f32 (1 for t <= 0)."""
+    r, b, n = F32(1), F32(b), max(int(t), 0)
+    while n:
+        if n & 1:
+            r = F32(r * b)
+        b = F32(b * b)
+        n >>= 1
+    return r
+
+
+@_quiet
+def optim_update(q: np.ndarray, gw: np.ndarray, f: np.ndarray, lr: float, rng, idx: np.ndarray,
+                 qmin: int, qmax: int, opt: Optimizer | None) -> tuple[np.ndarray, int, Optimizer | None]:
+    """The update rule of tk.h's *_opt kernels, elementwise, as `sgd_update` with an
+    optimizer: its state element of each updated element is at the element's update index
+    (`idx`). Returns (new q as int64, number skipped, the optimizer with its new state)."""
+    if opt is None or opt.kind == "sgd":
+        new, skipped = sgd_update(q, gw, f, lr, rng, idx, qmin, qmax)
+        return new, skipped, opt
+    q = np.asarray(q).astype(np.int64)
+    idx = np.asarray(idx, dtype=np.int64)
+    gs = np.asarray(gw, F32) * np.asarray(f, F32)
+    lr = F32(lr)
+    if opt.kind == "sgdm":
+        assert opt.velocity is not None
+        vn = F32(opt.momentum) * np.asarray(opt.velocity, F32)[idx] + gs
+        t = lr * vn
+        fin = np.isfinite(t) & np.isfinite(vn)
+        new_state = {"velocity": vn}
+    elif opt.kind == "adam":
+        assert opt.m is not None and opt.v is not None
+        b1, b2 = F32(opt.beta1), F32(opt.beta2)
+        c1, c2 = F32(F32(1) - b1), F32(F32(1) - b2)
+        bc1, bc2 = F32(F32(1) - pow_f32(b1, opt.step)), F32(F32(1) - pow_f32(b2, opt.step))
+        mn = b1 * np.asarray(opt.m, F32)[idx] + c1 * gs
+        g2 = gs * gs
+        vn = b2 * np.asarray(opt.v, F32)[idx] + c2 * g2
+        mh = mn / bc1
+        vh = vn / bc2
+        d = np.sqrt(vh) + F32(opt.eps)
+        t = lr * (mh / d)
+        fin = np.isfinite(t) & np.isfinite(mn) & np.isfinite(vn)
+        new_state = {"m": mn, "v": vn}
     else:
-        seed = (np.asarray(idx, dtype=np.uint64) + np.uint64(int(rng) & 0xFFFFFFFF)) & np.uint64(0xFFFFFFFF)
-        u = (fmix32(seed.astype(np.uint32)) >> np.uint32(8)).astype(F32) * _TWO_M24
-        v = np.clip(u - t, -_I32_LIMIT, _I32_LIMIT).astype(F32)
-        new = q + np.floor(v).astype(np.int64)
-    new = np.where(fin, np.clip(new, qmin, qmax), q)
-    return new, int(np.count_nonzero(~fin))
+        raise ValueError(f"unknown optimizer kind {opt.kind!r}")
+    new = _round_update(q, t.astype(F32), fin, rng, idx, qmin, qmax)
+    changes = {}
+    for name, value in new_state.items():
+        arr = np.array(getattr(opt, name), dtype=F32, copy=True).reshape(-1)
+        flat_idx, flat_new, flat_fin = idx.reshape(-1), value.astype(F32).reshape(-1), fin.reshape(-1)
+        arr[flat_idx[flat_fin]] = flat_new[flat_fin]
+        changes[name] = arr.reshape(np.shape(getattr(opt, name)))
+    return new, int(np.count_nonzero(~fin)), replace(opt, **changes)
 
 
 def _next_rng(rng, n: int):
@@ -345,15 +436,22 @@ def conv_weight_grad(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x_offset: i
 def conv_weight_grad_sgd(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x_offset: int, x_scale: float,
                          w: np.ndarray, channels, factor: np.ndarray, lr: float, rng):
     """tk_conv_weight_grad_sgd_s8: -> (new w int8 OHWI, new rng or None, skipped)."""
+    return conv_weight_grad_opt(g, dy, x, x_offset, x_scale, w, channels, factor, lr, rng, None)[:3]
+
+
+@_quiet
+def conv_weight_grad_opt(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x_offset: int, x_scale: float,
+                         w: np.ndarray, channels, factor: np.ndarray, lr: float, rng, opt: Optimizer | None):
+    """tk_conv_weight_grad_opt_s8: -> (new w int8 OHWI, new rng or None, skipped, new optimizer)."""
     sel = _selection(channels, g.out_c)
     gw = conv_weight_grad(g, dy, x, x_offset, x_scale, sel)
     kk = g.k_h * g.k_w * g.in_c
     new_w = np.array(w, dtype=np.int8, copy=True).reshape(g.out_c, kk)
     idx = np.arange(sel.size * kk, dtype=np.uint64).reshape(sel.size, kk)
     f = _f32(factor).reshape(g.out_c)[sel][:, None]
-    q, skipped = sgd_update(new_w[sel], gw.reshape(sel.size, kk), f, lr, rng, idx, -127, 127)
+    q, skipped, opt = optim_update(new_w[sel], gw.reshape(sel.size, kk), f, lr, rng, idx, -127, 127, opt)
     new_w[sel] = q.astype(np.int8)
-    return new_w.reshape(np.shape(w)), _next_rng(rng, sel.size * kk), skipped
+    return new_w.reshape(np.shape(w)), _next_rng(rng, sel.size * kk), skipped, opt
 
 
 @_quiet
@@ -385,6 +483,14 @@ def depthwise_conv_weight_grad(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x
 def depthwise_conv_weight_grad_sgd(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x_offset: int, x_scale: float,
                                    w: np.ndarray, channels, factor: np.ndarray, lr: float, rng):
     """tk_depthwise_conv_weight_grad_sgd_s8: -> (new w int8 [1, k_h, k_w, c], new rng, skipped)."""
+    return depthwise_conv_weight_grad_opt(g, dy, x, x_offset, x_scale, w, channels, factor, lr, rng, None)[:3]
+
+
+@_quiet
+def depthwise_conv_weight_grad_opt(g: ConvGeometry, dy: np.ndarray, x: np.ndarray, x_offset: int, x_scale: float,
+                                   w: np.ndarray, channels, factor: np.ndarray, lr: float, rng,
+                                   opt: Optimizer | None):
+    """tk_depthwise_conv_weight_grad_opt_s8: -> (new w, new rng, skipped, new optimizer)."""
     c = g.out_c
     sel = _selection(channels, c)
     gw = depthwise_conv_weight_grad(g, dy, x, x_offset, x_scale, sel).reshape(g.k_h * g.k_w, sel.size)
@@ -392,9 +498,9 @@ def depthwise_conv_weight_grad_sgd(g: ConvGeometry, dy: np.ndarray, x: np.ndarra
     idx = (np.arange(g.k_h * g.k_w, dtype=np.uint64)[:, None] * np.uint64(sel.size)
            + np.arange(sel.size, dtype=np.uint64)[None, :])
     f = _f32(factor).reshape(c)[sel][None, :]
-    q, skipped = sgd_update(new_w[:, sel], gw, f, lr, rng, idx, -127, 127)
+    q, skipped, opt = optim_update(new_w[:, sel], gw, f, lr, rng, idx, -127, 127, opt)
     new_w[:, sel] = q.astype(np.int8)
-    return new_w.reshape(np.shape(w)), _next_rng(rng, sel.size * g.k_h * g.k_w), skipped
+    return new_w.reshape(np.shape(w)), _next_rng(rng, sel.size * g.k_h * g.k_w), skipped, opt
 
 
 @_quiet
@@ -412,13 +518,20 @@ def bias_grad(dy2d: np.ndarray, channels=None) -> np.ndarray:
 @_quiet
 def bias_grad_sgd(dy2d: np.ndarray, b: np.ndarray, channels, factor: np.ndarray, lr: float, rng):
     """tk_bias_grad_sgd_s32: dy2d [rows, c], b int32 [c] -> (new b, new rng, skipped)."""
+    return bias_grad_opt(dy2d, b, channels, factor, lr, rng, None)[:3]
+
+
+@_quiet
+def bias_grad_opt(dy2d: np.ndarray, b: np.ndarray, channels, factor: np.ndarray, lr: float, rng,
+                  opt: Optimizer | None):
+    """tk_bias_grad_opt_s32: -> (new b, new rng, skipped, new optimizer)."""
     dy2d = _f32(dy2d)
     c = dy2d.shape[1]
     sel = _selection(channels, c)
     gw = bias_grad(dy2d, sel)
     new_b = np.array(b, dtype=np.int32, copy=True).reshape(c)
     f = _f32(factor).reshape(c)[sel]
-    q, skipped = sgd_update(new_b[sel], gw, f, lr, rng, np.arange(sel.size, dtype=np.uint64),
-                            -(2**31 - 1), 2**31 - 1)
+    q, skipped, opt = optim_update(new_b[sel], gw, f, lr, rng, np.arange(sel.size, dtype=np.uint64),
+                                   -(2**31 - 1), 2**31 - 1, opt)
     new_b[sel] = q.astype(np.int32)
-    return new_b.reshape(np.shape(b)), _next_rng(rng, sel.size), skipped
+    return new_b.reshape(np.shape(b)), _next_rng(rng, sel.size), skipped, opt

@@ -14,8 +14,9 @@ load is a snapshot). `TrainState` keeps one interpreter, hence one table, across
 
 Gradients compute in float64 and store float32. A saved forward operand of quantized
 type (the int8 path) is dequantized to its real value first. Quantized params are their
-integer storage; `train.sgd` updates them in float64 and rounds (half to even, or
-stochastically from the `rng` param's counter) and saturates back into storage;
+integer storage; `train.sgd` / `train.adam` update them in float64 (their float32 state
+rounded to float32) and round (half to even, or stochastically from the `rng` param's
+counter) and saturate back into storage;
 `train.clamp_mask` recomputes its producer's pre-saturation value from the producer's
 operands (and checks that clamping it gives the producer's result).
 """
@@ -215,7 +216,7 @@ def _shape(value: SSAValue) -> tuple[int, ...]:
     return tuple(value.type.get_shape())
 
 
-def _rows(op: train.SGDOp | train.AdamOp) -> Any:
+def _rows(op: Any) -> Any:
     return slice(None) if op.channels is None else list(ints(op.channels))
 
 
@@ -287,6 +288,12 @@ def stochastic_uniforms(state: int, count: int) -> np.ndarray:
     return (fmix32(counters.astype(np.uint32)) >> np.uint32(8)).astype(np.float64) * 2.0**-24
 
 
+def _state_rows(param: np.ndarray, state: np.ndarray, rows: Any) -> Any:
+    """The rows of an optimizer state array that go with the param rows `rows`: the same
+    ones when the state has the param's shape, all of it when it holds the trained rows."""
+    return rows if np.shape(state) == np.shape(param) else slice(None)
+
+
 def _updated(old: np.ndarray, rows: Any, new_rows: np.ndarray) -> np.ndarray:
     """A new float32 array: `old` with `rows` replaced (never written in place)."""
     out = np.array(old, dtype=np.float32)
@@ -312,6 +319,31 @@ class TrainFunctions(InterpreterFunctions):
         params[name] = params[name] + 1
         return ()
 
+    def _quantized_step(self, interpreter: Interpreter, op: Any, qt: UniformQuantizedType, name: str, rows: Any,
+                        step: np.ndarray) -> np.ndarray:
+        """q' = clamp(R(q - step)) on the rows `rows` of quantized param `name` (R: the op's
+        rounding; stochastic draws one number per element, skipped ones included); an
+        element whose q - step is not finite keeps q. Returns the finite mask."""
+        params = _params(interpreter)
+        with np.errstate(all="ignore"):
+            v = params[name][rows].astype(np.float64) - step
+        fin = np.isfinite(v)
+        v = np.where(fin, v, 0.0)
+        if op.rounding_mode == "stochastic":
+            assert op.rng is not None
+            rname = op.rng.root_reference.data
+            state = params[rname]
+            s0 = int(np.asarray(state).reshape(-1)[0].astype(np.int64)) & 0xFFFFFFFF
+            r = np.floor(v + stochastic_uniforms(s0, v.size).reshape(v.shape))
+            params[rname] = np.full(state.shape, (s0 + v.size) & 0xFFFFFFFF, dtype=np.uint32).view(state.dtype)
+        else:
+            r = np.rint(v)
+        lo, hi = update_range(qt)
+        out = np.array(params[name])
+        out[rows] = np.where(fin, np.clip(r, lo, hi), out[rows]).astype(qt.storage_dtype)
+        params[name] = out
+        return fin
+
     @impl(train.SGDOp)
     def run_sgd(self, interpreter: Interpreter, op: train.SGDOp, args: tuple[Any, ...]):
         params = _params(interpreter)
@@ -320,28 +352,20 @@ class TrainFunctions(InterpreterFunctions):
         _grads(interpreter)[name] = _f32(g)
         param = train.lookup_param(op, op.param)
         qt = None if param is None else param.quantized_type
-        if qt is not None:
-            v = params[name][rows].astype(np.float64) - lr * g
-            if op.rounding_mode == "stochastic":
-                assert op.rng is not None
-                rname = op.rng.root_reference.data
-                state = params[rname]
-                s0 = int(np.asarray(state).reshape(-1)[0].astype(np.int64)) & 0xFFFFFFFF
-                r = np.floor(v + stochastic_uniforms(s0, v.size).reshape(v.shape))
-                params[rname] = np.full(state.shape, (s0 + v.size) & 0xFFFFFFFF, dtype=np.uint32).view(state.dtype)
-            else:
-                r = np.rint(v)
-            lo, hi = update_range(qt)
-            out = np.array(params[name])
-            out[rows] = np.clip(r, lo, hi).astype(qt.storage_dtype)
-            params[name] = out
-            return ()
         step = g
+        vname = srows = v = None
         if op.velocity is not None and op.momentum is not None:
             vname = op.velocity.root_reference.data
-            v = _f32(op.momentum.value.data * params[vname][rows].astype(np.float64) + g)
-            params[vname] = _updated(params[vname], rows, v)
+            srows = _state_rows(params[name], params[vname], rows)
+            v = _f32(op.momentum.value.data * params[vname][srows].astype(np.float64) + g)
             step = v.astype(np.float64)
+        if qt is not None:
+            fin = self._quantized_step(interpreter, op, qt, name, rows, lr * step)
+            if vname is not None:
+                params[vname] = _updated(params[vname], srows, np.where(fin, v, params[vname][srows]))
+            return ()
+        if vname is not None:
+            params[vname] = _updated(params[vname], srows, v)
         params[name] = _updated(params[name], rows, params[name][rows].astype(np.float64) - lr * step)
         return ()
 
@@ -354,12 +378,24 @@ class TrainFunctions(InterpreterFunctions):
         _grads(interpreter)[name] = _f32(g)
         t = int(np.asarray(params[op.step.root_reference.data]).reshape(-1)[0])
         if t < 1:
-            raise InterpreterError(f"train.adam: step counter {op.step} is {t}; train.increment must run first")
+            raise InterpreterError(f"{op.name}: step counter {op.step} is {t}; train.increment must run first")
         rows = _rows(op)
-        m = _f32(b1 * params[mname][rows].astype(np.float64) + (1 - b1) * g)
-        v = _f32(b2 * params[vname][rows].astype(np.float64) + (1 - b2) * g * g)
-        params[mname] = _updated(params[mname], rows, m)
-        params[vname] = _updated(params[vname], rows, v)
+        mrows = _state_rows(params[name], params[mname], rows)
+        vrows = _state_rows(params[name], params[vname], rows)
+        m = _f32(b1 * params[mname][mrows].astype(np.float64) + (1 - b1) * g)
+        v = _f32(b2 * params[vname][vrows].astype(np.float64) + (1 - b2) * g * g)
+        param = train.lookup_param(op, op.param)
+        qt = None if param is None else param.quantized_type
+        if qt is not None:
+            m64, v64 = m.astype(np.float64), v.astype(np.float64)
+            with np.errstate(all="ignore"):
+                step = lr * (m64 / (1 - b1**t)) / (np.sqrt(v64 / (1 - b2**t)) + eps)
+            fin = self._quantized_step(interpreter, op, qt, name, rows, step)
+            params[mname] = _updated(params[mname], mrows, np.where(fin, m, params[mname][mrows]))
+            params[vname] = _updated(params[vname], vrows, np.where(fin, v, params[vname][vrows]))
+            return ()
+        params[mname] = _updated(params[mname], mrows, m)
+        params[vname] = _updated(params[vname], vrows, v)
         denom = np.sqrt(v.astype(np.float64)) / np.sqrt(1 - b2**t) + eps
         new = params[name][rows].astype(np.float64) - lr / (1 - b1**t) * m.astype(np.float64) / denom
         params[name] = _updated(params[name], rows, new)
@@ -497,7 +533,10 @@ class TrainFunctions(InterpreterFunctions):
                 else:
                     factor = factor.reshape(())
                 g = _f32(np.asarray(g, dtype=np.float64) * factor)
-        self.run_sgd(interpreter, op, (g, lr))
+        if op.is_adam:
+            self.run_adam(interpreter, op, (g, lr))
+        else:
+            self.run_sgd(interpreter, op, (g, lr))
         return ()
 
     @impl(train.Conv2dWeightGradSGDOp)

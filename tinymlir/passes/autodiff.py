@@ -22,7 +22,8 @@ Output (level 2):
   backward stops at the first trainable layer.
 - optimizer state as `train.param`s of zeros: `@<p>.momentum` (sgdm), `@<p>.m`, `@<p>.v` and
   the step counter `@adam.step` (adam, incremented by `train.increment` at the start of
-  `@train_step`).
+  `@train_step`); of the param's type for a float param, float32 of its shape for a
+  quantized one.
 
 Options: `loss=cross-entropy|mse`; `optimizer=sgd|sgdm|adam` with `momentum` (0.9) and
 `beta1`, `beta2`, `eps` (torch's defaults); `trainable=all|none|last:N`: mark the new params
@@ -72,7 +73,9 @@ element and the backward of add, pooling and bias-only layers then needs nothing
 Updates of quantized params: `train.scale_grad {exponent = 1}` turns G_W into the gradient
 w.r.t. the stored integers, G_q = s G_W, which `train.sgd {rounding}` applies to q
 (q' = clamp(round(q - lr G_q)), int8 [-127, 127], int32 [-(2^31-1), 2^31-1]); `qas` then
-scales G_q by s^-2. Quantized params take plain sgd only.
+scales G_q by s^-2. `optimizer=sgdm|adam` on a quantized param: `train.sgd {momentum,
+velocity}` / `train.adam` with the same G_q, float32 state, and the same rounding and
+saturation of q (semantics in the op docstrings).
 """
 
 from __future__ import annotations
@@ -191,6 +194,12 @@ class Params:
         """Optimizer state for param `name`: zeros of its type, placed after it."""
         t = self.ops[name].type
         return self.add(f"{name}.{suffix}", t, np.zeros(tuple(t.get_shape()), dtype=np.float32), False, after=name)
+
+    def float_state(self, name: str, suffix: str) -> str:
+        """Optimizer state for the quantized param `name`: float32 zeros of its shape, after it."""
+        shape = tuple(self.ops[name].type.get_shape())
+        return self.add(f"{name}.{suffix}", TensorType(f32, shape), np.zeros(shape, dtype=np.float32), False,
+                        after=name)
 
 
 def _layer_operands(op: Operation) -> list[tuple[str, SSAValue]]:
@@ -663,11 +672,15 @@ class AutodiffPass(ModulePass):
         step.function_type = FunctionType.from_lists([a.type for a in block.args], [f32])
         return step
 
+    def _adam_step(self, params: Params, block: Block) -> str:
+        if params.adam_step is None:
+            params.adam_step = params.add(ADAM_STEP, TensorType(i32, ()), np.zeros((), dtype=np.int32), False)
+            assert block.first_op is not None
+            block.insert_op_before(train.IncrementOp(params.adam_step), block.first_op)
+        return params.adam_step
+
     def update(self, name: str, grad: SSAValue, lr: SSAValue, params: Params, block: Block) -> Operation:
         if params.ops[name].quantized_type is not None:
-            if self.optimizer != "sgd":
-                raise PassFailedException(
-                    f"optimizer={self.optimizer}: quantized parameters (@{name}) are updated by plain sgd only")
             # The chain rule to the stored integers: d loss / d q = s * d loss / d W.
             scaled = train.ScaleGradOp(grad, name, 1)
             block.add_op(scaled)
@@ -679,14 +692,17 @@ class AutodiffPass(ModulePass):
                 params.rng_streams += 1
                 rng = params.add(f"{name}.rng", TensorType(i32, ()),
                                  np.array(start, dtype=np.uint32).view(np.int32), False, after=name)
+            if self.optimizer == "sgdm":
+                return train.SGDOp(name, scaled.result, lr, momentum=self.momentum,
+                                   velocity=params.float_state(name, "momentum"), rounding=self.rounding, rng=rng)
+            if self.optimizer == "adam":
+                return train.AdamOp(name, scaled.result, lr, m=params.float_state(name, "m"),
+                                    v=params.float_state(name, "v"), step=self._adam_step(params, block),
+                                    beta1=self.beta1, beta2=self.beta2, eps=self.eps, rounding=self.rounding, rng=rng)
             return train.SGDOp(name, scaled.result, lr, rounding=self.rounding, rng=rng)
         if self.optimizer == "sgd":
             return train.SGDOp(name, grad, lr)
         if self.optimizer == "sgdm":
             return train.SGDOp(name, grad, lr, momentum=self.momentum, velocity=params.zeros_like(name, "momentum"))
-        if params.adam_step is None:
-            params.adam_step = params.add(ADAM_STEP, TensorType(i32, ()), np.zeros((), dtype=np.int32), False)
-            assert block.first_op is not None
-            block.insert_op_before(train.IncrementOp(params.adam_step), block.first_op)
         return train.AdamOp(name, grad, lr, m=params.zeros_like(name, "m"), v=params.zeros_like(name, "v"),
-                            step=params.adam_step, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+                            step=self._adam_step(params, block), beta1=self.beta1, beta2=self.beta2, eps=self.eps)

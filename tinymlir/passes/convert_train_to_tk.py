@@ -31,8 +31,16 @@ moves activations by up to 1 LSB) 34,028 of the 470,834 param elements differ fr
 training level's. The C agrees with the interpreter at this level bit for bit
 (tests/test_train_c.py).
 
-Not supported (the pass fails naming the op): float models, momentum and Adam, grouped
-(non-depthwise) convolutions, unfused `train.sgd`, weights with non-zero zero points,
+Optimizers: the fused ops' momentum SGD (`momentum`, `velocity`) and Adam (`beta1`,
+`beta2`, `eps`, `m`, `v`, `step`) go onto the tk ops (the kernels' `*_opt` variants,
+float32 arithmetic of tk.h). Their float32 state params take the layout of the C
+kernels' update index: the rows of the updated channels only (a state param of the
+whole weight's shape is cut to them: memory for what trains), a conv weight's in OHWI
+like the weight, a depthwise weight's [1, KH, KW, n_sel]. `train.increment` (Adam's step
+counter) stays and becomes one C statement.
+
+Not supported (the pass fails naming the op): float models, grouped (non-depthwise)
+convolutions, unfused `train.sgd` / `train.adam`, weights with non-zero zero points,
 gradients of ops without a tk kernel (max/avg pool, pad, concat, ...), batch > 1 losses.
 """
 
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
@@ -158,8 +167,44 @@ def _conv_param_layouts(module: ModuleOp) -> dict[str, tuple[int, ...]]:
             p = train.lookup_param(op, op.param)
             if p is not None:
                 ws = shape_of(p.type)
-                note(op.param.root_reference.data, OIHW_TO_1HWC if _is_depthwise(op, ws) else TO_NHWC)
+                perm = OIHW_TO_1HWC if _is_depthwise(op, ws) else TO_NHWC
+                note(op.param.root_reference.data, perm)
+                for ref in _state_refs(op):  # optimizer state: the layout of the weight's rows
+                    note(ref.root_reference.data, perm)
     return perms
+
+
+def _state_refs(op: Operation) -> list:
+    return [r for r in (getattr(op, k, None) for k in ("velocity", "m", "v")) if r is not None]
+
+
+def shrink_state_params(module: ModuleOp) -> None:
+    """Optimizer state of a param updated on some output channels keeps only their rows
+    (row j: channel channels[j]), the layout of the C kernels' update index; state that
+    already has that shape stays."""
+    params = {op.sym_name.data: op for op in module.body.block.ops if isinstance(op, train.ParamOp)}
+    users: dict[str, int] = {}
+    for op in module.walk():
+        for ref in _state_refs(op):
+            users[ref.root_reference.data] = users.get(ref.root_reference.data, 0) + 1
+    for op in module.walk():
+        channels = getattr(op, "channels", None)
+        if not isinstance(op, train._GradSGDOp) or channels is None:
+            continue
+        p = train.lookup_param(op, op.param)
+        assert p is not None
+        rows = list(ints(channels))
+        for ref in _state_refs(op):
+            name = ref.root_reference.data
+            s = params[name]
+            if shape_of(s.type) != shape_of(p.type) or len(rows) == shape_of(p.type)[0]:
+                continue
+            if users[name] != 1:
+                raise _fail(op, f"optimizer state {ref} is shared with another update")
+            data = np.asarray(dense_to_numpy(s.value)).reshape(shape_of(s.type))[rows]
+            new_type = TensorType(s.type.element_type, (len(rows),) + tuple(shape_of(s.type)[1:]))
+            s.type = new_type
+            s.value = train.param_value_attr(np.ascontiguousarray(data), new_type)
 
 
 def relayout_conv_params(module: ModuleOp) -> None:
@@ -203,10 +248,21 @@ def _factor(op: Operation, channels: int) -> np.ndarray:
     return factor.astype(np.float32)
 
 
+def _optimizer(op: Operation) -> dict:
+    """The tk op's optimizer properties of a fused train op (momentum SGD or Adam)."""
+    o: Any = op
+    if o.momentum is not None:
+        return tk.optimizer_props(momentum=o.momentum.value.data, velocity=o.velocity.root_reference.data)
+    if o.m is not None:
+        return tk.optimizer_props(beta1=o.beta1.value.data, beta2=o.beta2.value.data, eps=o.eps.value.data,
+                                  m=o.m.root_reference.data, v=o.v.root_reference.data,
+                                  step=o.step.root_reference.data)
+    return {}
+
+
 def _sgd_kwargs(op: Operation, channels: int) -> dict:
-    if op.momentum is not None or op.velocity is not None:  # type: ignore[attr-defined]
-        raise _fail(op, "momentum has no C kernel for quantized params; use plain SGD")
     return {
+        "optimizer": _optimizer(op),
         "factor": _factor(op, channels).tolist(),
         "channels": None if op.channels is None else ints(op.channels),  # type: ignore[attr-defined]
         "rounding": op.rounding_mode,  # type: ignore[attr-defined]
@@ -370,6 +426,7 @@ class ConvertTrainToTkPass(ModulePass):
     name = "convert-train-to-tk"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        shrink_state_params(op)
         relayout_conv_params(op)
         patterns = GreedyRewritePatternApplier([
             ClampMaskToOutputMask(), MaskGradToTk(), GradAddToTk(), SoftmaxCrossEntropyToTk(),
@@ -383,6 +440,6 @@ class ConvertTrainToTkPass(ModulePass):
             if isinstance(f, func.FuncOp):
                 for inner in f.walk():
                     if inner.dialect_name() == "train" and not isinstance(inner, _KEPT):
-                        raise _fail(inner, "no tk kernel for it (only fused int8 SGD updates and the gradients of "
+                        raise _fail(inner, "no tk kernel for it (only fused int8 updates and the gradients of "
                                            "conv, depthwise conv, fully connected, global average pool, "
                                            "clamps and softmax cross-entropy lower to C)")

@@ -1,6 +1,6 @@
 """`qas`: Quantization-Aware Scaling of the gradients of quantized parameters.
 
-Input (level 2, after `autodiff`): `train.sgd` updates of quantized `train.param`s whose
+Input (level 2, after `autodiff`): `train.sgd` / `train.adam` updates of quantized `train.param`s whose
 gradient is w.r.t. the stored integers q (`train.scale_grad ... {exponent = 1}` of the real
 gradient, so G_q = s G_W per output channel c, s = the param's scale: s_w[c] for an int8
 weight, s_x s_w[c] for an int32 bias).
@@ -38,17 +38,18 @@ from tinymlir.dialects import train
 QAS_EXPONENT = -2
 
 
-def _already_scaled(op: train.SGDOp) -> bool:
+def _already_scaled(op: train.SGDOp | train.AdamOp) -> bool:
     g = op.grad.owner
     return (isinstance(g, train.ScaleGradOp) and g.param == op.param
             and g.exponent.value.data == QAS_EXPONENT)
 
 
 class ScaleQuantizedUpdate(RewritePattern):
-    """Insert the QAS `train.scale_grad` before a `train.sgd` of a quantized param."""
+    """Insert the QAS `train.scale_grad` before a `train.sgd` (with or without momentum)
+    or `train.adam` of a quantized param."""
 
     @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: train.SGDOp, rewriter: PatternRewriter) -> None:
+    def match_and_rewrite(self, op: train.SGDOp | train.AdamOp, rewriter: PatternRewriter) -> None:
         param = train.lookup_param(op, op.param)
         if param is None or param.quantized_type is None or _already_scaled(op):
             return

@@ -10,9 +10,9 @@ the update changes its parameter in place, so every `train.load` of a parameter 
 writes, and every use of such a load (through `nn.reshape` / `nn.flatten`, which may
 alias), must come at or before the new position, and no op in between may read or write
 a parameter the update writes or write one it reads. An update that cannot move stays
-where it is. A moved `train.sgd` whose gradient comes straight from a weight or bias
-gradient op (through `train.scale_grad`s of the same parameter on the int8 path), used
-by nothing else, is fused with it:
+where it is. A moved `train.sgd` (or `train.adam` of a quantized parameter) whose
+gradient comes straight from a weight or bias gradient op (through `train.scale_grad`s
+of the same parameter on the int8 path), used by nothing else, is fused with it:
 
 | gradient | fused op |
 | --- | --- |
@@ -20,10 +20,11 @@ by nothing else, is fused with it:
 | `train.fully_connected_weight_grad` | `train.fully_connected_weight_grad_sgd @w, %dy, %x, %lr` |
 | `train.bias_grad`, or `train.reduce_to_shape` of [N, C] to [C] (a gemm's bias) | `train.bias_grad_sgd @b, %dy, %lr` |
 
-with the sgd's properties (channels, momentum, rounding...) and the `scale_grad`
-exponents as `scales`; the fused op stands where the gradient op stood, so no gradient
-tensor outlives it. Other updates (Adam, the float classifier's `nn.gemm` weight gradient)
-are moved, not fused. The interpreter gives bit-identical parameters and loss.
+with the update's properties (channels, momentum + velocity or Adam's state and
+hyper-parameters, rounding...) and the `scale_grad` exponents as `scales`; the fused op
+stands where the gradient op stood, so no gradient tensor outlives it. Other updates
+(Adam of a float parameter, the float classifier's `nn.gemm` weight gradient) are moved,
+not fused. The interpreter gives bit-identical parameters and loss.
 """
 
 from __future__ import annotations
@@ -120,7 +121,17 @@ def _trace(grad: SSAValue, param: SymbolRefAttr) -> _Chain | None:
         return _Chain(op, scales, between)
 
 
-def _fused(update: train.SGDOp, chain: _Chain) -> Operation | None:
+def _fusable(update: Operation) -> bool:
+    """A train.sgd, or a train.adam of a quantized param (float Adam stays unfused)."""
+    if isinstance(update, train.SGDOp):
+        return True
+    if isinstance(update, train.AdamOp):
+        p = train.lookup_param(update, update.param)
+        return p is not None and p.quantized_type is not None
+    return False
+
+
+def _fused(update: train.SGDOp | train.AdamOp, chain: _Chain) -> Operation | None:
     """The fused op replacing `chain` and `update`, or None if there is none."""
     base, param, lr = chain.base, update.param, update.lr
     channels = update.channels
@@ -163,7 +174,7 @@ def reorder(step_block: Block, updates: list[Operation]) -> tuple[int, int, int]
         if producer is None:
             stayed += 1
             continue
-        if isinstance(u, train.SGDOp) and (chain := _trace(grad, u.param)) is not None and \
+        if _fusable(u) and (chain := _trace(grad, u.param)) is not None and \
                 chain.base.parent_block() is step_block and can_move(u, chain.base, step_block):
             new = _fused(u, chain)
             if new is not None:

@@ -21,6 +21,11 @@ gradient sums its channels in two parts, so it may round differently in float32 
 follows the same IR, so interpreter and C still agree bit for bit); stochastic rounding
 draws in a different order for the split bias.
 
+Optimizer state (momentum SGD's velocity, Adam's m and v) follows: a split weight's
+state already holds just its trained rows (`convert-train-to-tk` cut it), so it is
+`@W.train`'s whole and renamed after it (`@W.m` -> `@W.train.m`); a split bias's state
+splits with it (`@B.m` -> `@B.train.m`, `@B.rest.m`).
+
 A weight is left whole (no error) when it is not a plain convolution / fully connected
 weight, when its bias is updated on a channel subset, or when the split would not save
 SRAM (every channel trained). Depthwise weights are never split (their channels are
@@ -29,12 +34,12 @@ tied to their input's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, TensorType, i32
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, StringAttr, SymbolRefAttr, TensorType, i32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -99,13 +104,16 @@ def _retype(t: TensorType, rows: int) -> TensorType:
     return TensorType(t.element_type, [rows, *t.get_shape()[1:]])
 
 
-def _split_param(module: ModuleOp, name: str, parts: Sequence[tuple[str, Sequence[int], bool]]) -> None:
-    """Replace param `name` by params holding the given rows (suffix, rows, trainable)."""
+def _split_param(module: ModuleOp, name: str, parts: Sequence[tuple[str, Sequence[int], bool]],
+                 names: Callable[[str], str] | None = None) -> None:
+    """Replace param `name` by params holding the given rows (suffix, rows, trainable),
+    named `name.suffix` (or `names(suffix)`)."""
     p = next(op for op in module.body.block.ops if isinstance(op, train.ParamOp) and op.sym_name.data == name)
     data = initial_value(p)
     for suffix, rows, trainable in parts:
         t = _retype(p.type, len(rows))
-        new = train.ParamOp(f"{name}.{suffix}", t, np.ascontiguousarray(data[list(rows)]), trainable=trainable)
+        new = train.ParamOp(f"{name}.{suffix}" if names is None else names(suffix), t,
+                            np.ascontiguousarray(data[list(rows)]), trainable=trainable)
         module.body.block.insert_op_before(new, p)
     module.body.block.erase_op(p)
 
@@ -176,28 +184,58 @@ def _split_input_grad(op: tk.ConvInputGradOp, b: _Builder) -> None:
     Rewriter.replace_op(op, add)
 
 
+def _optimizer(op: Operation) -> dict:
+    """The optimizer properties (momentum SGD, Adam) of a tk update op, unchanged."""
+    return {k: v for k in tk.OPTIMIZER_PROPS if (v := op.properties.get(k)) is not None}
+
+
+def _state_name(state: str, param: str, suffix: str) -> str:
+    """The name of the part `suffix` of the optimizer state `state` of `param`:
+    `@B.m` -> `@B.train.m`."""
+    return f"{param}.{suffix}{state[len(param):]}" if state.startswith(param + ".") else f"{state}.{suffix}"
+
+
+def _rename_param(module: ModuleOp, name: str, new_name: str) -> None:
+    p = next(op for op in module.body.block.ops if isinstance(op, train.ParamOp) and op.sym_name.data == name)
+    p.sym_name = StringAttr(new_name)
+
+
 def _split_updates(module: ModuleOp, b: _Builder) -> None:
     s = b.split
     for op in _updates(module, s.weight):
         assert isinstance(op, tk.ConvWeightGradSGDOp)
         (sh, sw), (ph, pw), (dh, dw) = op.geometry()
+        # optimizer state (convert-train-to-tk made it hold the trained rows) is the new param's
+        # whole: renamed after it, `@W.m` -> `@W.train.m`
+        optimizer = _optimizer(op)
+        for k, ref in op.state_refs().items():
+            name = _state_name(ref.root_reference.data, s.weight, "train")
+            _rename_param(module, ref.root_reference.data, name)
+            optimizer[k] = SymbolRefAttr(name)
         new = tk.ConvWeightGradSGDOp(
             f"{s.weight}.train", b.gathered(op.dy, True, op), op.input, op.lr, stride=(sh, sw), padding=(ph, pw),
             dilation=(dh, dw), x_offset=op.x_offset.value.data, x_scale=float(tk.floats(op.x_scale)[0]),
             factor=tk.floats(op.factor)[list(s.channels)].tolist(), rounding=op.rounding_mode,
-            rng=None if op.rng is None else op.rng.root_reference.data)
+            rng=None if op.rng is None else op.rng.root_reference.data, optimizer=optimizer)
         Rewriter.replace_op(op, new)
     if s.bias is None:
         return
     for op in _updates(module, s.bias):
         assert isinstance(op, tk.BiasGradSGDOp)
         factor = tk.floats(op.factor)
+        states = {k: r.root_reference.data for k, r in op.state_refs().items()}
         for suffix, rows, trained in (("train", s.channels, True), ("rest", s.rest, False)):
+            optimizer = _optimizer(op)
+            for k, name in states.items():  # the bias's state splits with it
+                optimizer[k] = SymbolRefAttr(_state_name(name, s.bias, suffix))
             new = tk.BiasGradSGDOp(f"{s.bias}.{suffix}", b.gathered(op.dy, trained, op), op.lr,
                                    factor=factor[list(rows)].tolist(), rounding=op.rounding_mode,
-                                   rng=None if op.rng is None else op.rng.root_reference.data)
+                                   rng=None if op.rng is None else op.rng.root_reference.data, optimizer=optimizer)
             Rewriter.insert_op(new, InsertPoint.before(op))
         Rewriter.erase_op(op)
+        for name in states.values():
+            _split_param(module, name, [("train", s.channels, False), ("rest", s.rest, False)],
+                         names=lambda suffix, n=name: _state_name(n, s.bias, suffix))
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,9 @@ def make_arg_parser() -> argparse.ArgumentParser:
     c.add_argument("--scheme", help="sparse-update scheme file (schemes/*.scheme), or 'auto'")
     c.add_argument("--trainable", default="last:3", help="without --scheme: which layers train (all|last:N)")
     c.add_argument("--num-classes", type=int, help="replace the classifier by a new one with N classes")
-    c.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    c.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="sgd (default), sgdm (momentum 0.9: +4 B of SRAM per trained element) or adam "
+                        "(+8 B per element; its steps are ~lr in integer units, see docs/deploy.md)")
     c.add_argument("--rounding", choices=("nearest", "stochastic"), default="stochastic",
                    help="rounding of the int8 updates (default stochastic: small updates then still move "
                         "the weights on average; docs/benchmarks/accuracy.md)")
@@ -125,13 +127,12 @@ def front_pipeline(model: Path, calibration: str | None) -> str:
 
 def pipelines(args: argparse.Namespace, model: Path, calibration: str | None) -> list[tuple[str, str]]:
     """(stage, pass pipeline) in order."""
-    if args.optimizer != "sgd":
-        raise ToolError(f"--optimizer {args.optimizer}: the C training kernels update int8 parameters with plain SGD "
-                        "only (momentum and Adam state are not implemented for quantized params); use --optimizer sgd")
     stages = [("quantize", front_pipeline(model, calibration))]
     lower = "convert-layout,convert-quant-to-cmsisnn"
     if args.train:
         options = [f"rounding={args.rounding}"]
+        if args.optimizer != "sgd":
+            options.append(f"optimizer={args.optimizer}")
         if args.num_classes is not None:
             options.append(f"num-classes={args.num_classes}")
         if args.scheme is None:

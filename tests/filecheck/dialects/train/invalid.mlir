@@ -89,7 +89,7 @@ func.func @sgd_quantized_momentum(%g: tensor<4xf32>, %lr: f32) {
   func.return
 }
 
-// CHECK: train.sgd: @q is quantized; only train.sgd (without momentum) updates quantized parameters
+// CHECK: train.sgd: velocity @v of the quantized @q must be a tensor of f32 of its shape [4], got tensor<4x!quant.uniform<i8:f32, 0.5:0>>
 
 // -----
 

@@ -58,6 +58,35 @@
  * included (uint32, wrapping), so consecutive calls draw fresh numbers.
  * Each *_sgd kernel returns the number of skipped (non-finite) elements.
  *
+ * Optimizers: momentum SGD and Adam (the *_opt_s8/_s32 kernels)
+ * -------------------------------------------------------------
+ * The *_opt kernels are the *_sgd kernels with an optimizer `opt` (const tk_optimizer *;
+ * NULL or kind TK_OPT_SGD: exactly the SGD rule above). Its float32 state arrays hold
+ * one element per updated element, the element of update index i at [i] (so a partly
+ * trained weight keeps state for its selected channels only). gs = gw * f as above (the
+ * gradient w.r.t. the stored integers), then, every product, sum, quotient and square
+ * root rounded to float32 separately, in this order:
+ *   TK_OPT_SGDM (torch.optim.SGD, dampening 0, no Nesterov; mu = opt->momentum):
+ *     p = mu * velocity[i];  vn = p + gs;  t = lr * vn
+ *   TK_OPT_ADAM (torch.optim.Adam, no weight decay, no amsgrad; b1, b2, eps from opt,
+ *   step count T = opt->step, the caller's counter incremented once per training step
+ *   before the first update, so T >= 1):
+ *     once per call: c1 = 1.0f - b1;  c2 = 1.0f - b2;
+ *                    bc1 = 1.0f - pow_f32(b1, T);  bc2 = 1.0f - pow_f32(b2, T)
+ *     per element:   mn = b1 * m[i] + c1 * gs      (p = b1 * m[i]; r = c1 * gs; mn = p + r)
+ *                    g2 = gs * gs;  vn = b2 * v[i] + c2 * g2   (same order)
+ *                    mh = mn / bc1;  vh = vn / bc2;  d = sqrtf(vh) + eps;
+ *                    t = lr * (mh / d)
+ *   pow_f32(b, T) (binary exponentiation, float32, not libm's powf):
+ *     r = 1.0f; n = T (0 if T <= 0); while (n != 0) { if (n & 1) r = r * b; b = b * b;
+ *     n >>= 1; } result r.   (sqrtf is IEEE's correctly rounded square root.)
+ *   If t, or a new state value (vn; or mn and vn), is not finite, the element is skipped:
+ *   q and its state keep their old values (counted as above; *rng still advances by
+ *   every selected element). Else q is rounded and saturated from t exactly as the
+ *   SGD rule does (nearest: q - rintf(t); stochastic: q + floorf(u - t)) and the new
+ *   state stored: velocity[i] = vn (SGDM); m[i] = mn, v[i] = vn (ADAM).
+ *   Memory: 4 bytes per updated element for SGDM, 8 for ADAM (+ the caller's int32 T).
+ *
  * Channel selection (sparse update)
  * ---------------------------------
  * channels is an ascending list of n_channels distinct channel indices to update, or NULL
@@ -82,6 +111,20 @@ typedef struct {
     int32_t pad_h, pad_w;             /* top / left padding */
     int32_t dil_h, dil_w;
 } tk_conv_geometry;
+
+/* The optimizer of the *_opt kernels (see "Optimizers" above). */
+#define TK_OPT_SGD 0
+#define TK_OPT_SGDM 1
+#define TK_OPT_ADAM 2
+typedef struct {
+    int32_t kind;        /* TK_OPT_SGD, TK_OPT_SGDM or TK_OPT_ADAM */
+    float momentum;      /* SGDM */
+    float beta1, beta2;  /* ADAM */
+    float eps;           /* ADAM */
+    int32_t step;        /* ADAM: the step count T >= 1 */
+    float *velocity;     /* SGDM: one float per updated element */
+    float *m, *v;        /* ADAM: first and second moments, one float per updated element each */
+} tk_optimizer;
 
 /* ---------------------------------------------------------------- elementwise */
 
@@ -169,6 +212,12 @@ int32_t tk_conv_weight_grad_sgd_s8(const tk_conv_geometry *g, const float *dy, c
                                    const int32_t *channels, int32_t n_channels, const float *factor,
                                    float lr, uint32_t *rng, float *scratch);
 int32_t tk_conv_weight_grad_sgd_scratch_bytes(const tk_conv_geometry *g);
+/* tk_conv_weight_grad_sgd_s8 with an optimizer (state index = update index i, i.e. the
+ * state arrays are [n_sel, k_h, k_w, in_c]); same scratch. */
+int32_t tk_conv_weight_grad_opt_s8(const tk_conv_geometry *g, const float *dy, const int8_t *x,
+                                   int32_t x_offset, float x_scale, int8_t *w,
+                                   const int32_t *channels, int32_t n_channels, const float *factor,
+                                   float lr, uint32_t *rng, const tk_optimizer *opt, float *scratch);
 
 /* Weight gradient of a depthwise convolution (in_c == out_c = c, multiplier 1) fused with
  * the in-place SGD update of its int8 weight w [1, k_h, k_w, c]; channels select along c.
@@ -187,6 +236,13 @@ int32_t tk_depthwise_conv_weight_grad_sgd_s8(const tk_conv_geometry *g, const fl
                                              const int32_t *channels, int32_t n_channels,
                                              const float *factor, float lr, uint32_t *rng, float *scratch);
 int32_t tk_depthwise_conv_weight_grad_sgd_scratch_bytes(const tk_conv_geometry *g);
+/* tk_depthwise_conv_weight_grad_sgd_s8 with an optimizer (state index = update index
+ * i = (kh * k_w + kw) * n_sel + j: the state arrays are [k_h, k_w, n_sel]). */
+int32_t tk_depthwise_conv_weight_grad_opt_s8(const tk_conv_geometry *g, const float *dy, const int8_t *x,
+                                             int32_t x_offset, float x_scale, int8_t *w,
+                                             const int32_t *channels, int32_t n_channels,
+                                             const float *factor, float lr, uint32_t *rng,
+                                             const tk_optimizer *opt, float *scratch);
 
 /* Bias gradient fused with the in-place SGD update of an int32 bias b [c]. dy is
  * [rows, c] (rows = n * h * w). For each selected channel ch (position j):
@@ -197,6 +253,10 @@ int32_t tk_depthwise_conv_weight_grad_sgd_scratch_bytes(const tk_conv_geometry *
 int32_t tk_bias_grad_sgd_s32(const float *dy, int32_t rows, int32_t c, int32_t *b,
                              const int32_t *channels, int32_t n_channels, const float *factor,
                              float lr, uint32_t *rng);
+/* tk_bias_grad_sgd_s32 with an optimizer (state index = j: the state arrays are [n_sel]). */
+int32_t tk_bias_grad_opt_s32(const float *dy, int32_t rows, int32_t c, int32_t *b,
+                             const int32_t *channels, int32_t n_channels, const float *factor,
+                             float lr, uint32_t *rng, const tk_optimizer *opt);
 
 #ifdef __cplusplus
 }
