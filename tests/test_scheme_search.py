@@ -92,6 +92,26 @@ def test_measured_memory_overrides_an_optimistic_estimate():
     assert searcher.overflow(result.memory) == 0
 
 
+def test_gains_within_the_measurement_noise_buy_no_memory():
+    """A choice whose gain is below the runs' standard error (2.9 points at 70 % on 500
+    images) is left out even when the budget would allow it; a clear gain is kept."""
+    layers = [LayerInfo(i, "conv", (8, 8, 1, 1), True) for i in range(4)]
+    space = SearchSpace(tuple(layers), 3, (0, 2), (1, 2))
+    base = Measurement(0.70, 10_000, 1_000, 0.0)
+    weights = {(1, r): Measurement(0.71, 10_000, 1_000 + int(4_000 * r), 0.0) for r in space.ratios}  # +1 point
+    weights.update({(2, r): Measurement(0.70 + 0.06 * r, 10_000, 1_000 + int(4_000 * r), 0.0) for r in space.ratios})
+    analysis = Analysis(base, {0: base, 2: Measurement(0.702, 10_000, 1_100, 0.0)}, weights, inference_arena=10_000,
+                        seconds=0.0, cached=0, n_eval=500)
+    assert analysis.standard_error() == pytest.approx((2 * 0.7 * 0.3 / 500) ** 0.5)
+    searcher = Searcher(space, analysis, Budget(update=1_000_000), lambda t: searcher.estimate(searcher_genome(
+        searcher, t)), seed=0)
+    result = searcher.run()
+    assert result.weights == {2: 1.0} and result.bias_last == 0
+    loose = Searcher(space, analysis, Budget(update=1_000_000), lambda t: loose.estimate(searcher_genome(loose, t)),
+                     seed=0, min_gain=0.0)
+    assert loose.run().weights == {1: 0.125, 2: 1.0}  # +1 point at any ratio: the smallest
+
+
 def test_a_budget_nothing_fits_is_a_one_line_error():
     space, analysis = synthetic(0)
     searcher = Searcher(space, analysis, Budget(total=5_000), lambda t: Memory(10_000, 1_000), seed=0)

@@ -70,7 +70,8 @@ def measure_scheme(model: str | Path, front: str, text: str, settings: RunSettin
 def search_scheme(model: str | Path, front: str, budget: Budget, *, settings: RunSettings = RunSettings(),
                   task: Task | None = None, n_fit: int = 500, n_eval: int = 500,
                   first_weight_layer: int | None = None, cache_dir: Path | None = None, jobs: int | None = None,
-                  seed: int = 0, log: Callable[[str], None] = lambda s: None) -> SearchOutcome:
+                  seed: int = 0, min_gain: float | None = None,
+                  log: Callable[[str], None] = lambda s: None) -> SearchOutcome:
     """Contribution analysis (cached) + evolutionary search; see the package docstring."""
     from tinymlir.search.contribution import default_cache_dir
 
@@ -82,6 +83,7 @@ def search_scheme(model: str | Path, front: str, budget: Budget, *, settings: Ru
     analysis = analyze(model, front, space, task, settings, itype, cache_dir, jobs, log)
     workdir = (cache_dir or default_cache_dir()) / "measure"
     searcher = Searcher(space, analysis, budget, lambda text: measure_scheme(model, front, text, settings, workdir),
-                        seed=seed, log=log)
+                        seed=seed, min_gain=min_gain, log=log)
+    log(f"gains below {searcher.min_gain * 100:.1f} points (the runs' standard error) count as 0")
     result = searcher.run()
     return SearchOutcome(space, analysis, result, time.perf_counter() - t0)

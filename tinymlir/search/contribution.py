@@ -76,6 +76,13 @@ class Analysis:
     seconds: float  # wall time of the runs made now (0 when all came from the cache)
     cached: int     # how many runs came from the cache
     probe: Measurement | None = None  # the classifier trained alone from its random init
+    n_eval: int = 0                   # evaluation samples per run
+
+    def standard_error(self) -> float:
+        """The standard error of the difference of two runs' accuracies (as independent
+        binomials at the baseline's accuracy): the noise a contribution is measured with."""
+        p = min(max(self.baseline.accuracy, 1.0 / max(self.n_eval, 1)), 1.0 - 1.0 / max(self.n_eval, 1))
+        return math.sqrt(2.0 * p * (1.0 - p) / self.n_eval) if self.n_eval else 0.0
 
     def delta_bias(self, k: int) -> float:
         return self.bias[k].accuracy - self.baseline.accuracy if k else 0.0
@@ -254,7 +261,7 @@ def analyze(model: str | Path, front: str, space: SearchSpace, task: Task, setti
     weights = {(i, r): cache.get(texts[("weight", (i, r))]) for i in space.weight_layers for r in space.ratios}
     arena = _cached_inference_arena(cache, model, front)
     return Analysis(base, bias, weights, arena, time.perf_counter() - t0 if todo else 0.0, cached,
-                    cache.get(probe_text))
+                    cache.get(probe_text), len(task.y_eval))
 
 
 def _choice_text(kind: str, value) -> str:

@@ -43,6 +43,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--search-cache", type=Path, default=None, help="cache directory (default ~/.cache/tinymlir/search "
                                                                    "or $TINYMLIR_CACHE/search)")
     g.add_argument("--search-seed", type=int, default=0, help="seed of the runs and the evolution (default 0)")
+    g.add_argument("--search-min-gain", type=float, default=None, metavar="POINTS",
+                   help="smallest accuracy gain (percentage points) a choice must show to count (default: the "
+                        "runs' standard error)")
 
 
 def make_search_parser(sub) -> argparse.ArgumentParser:
@@ -91,7 +94,8 @@ def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "objec
             task = load_task(args.task, shape, args.task_fit, args.task_eval)
         return search_scheme(model, front, budget, settings=settings, task=task, n_fit=args.task_fit,
                              n_eval=args.task_eval, first_weight_layer=args.search_first_layer,
-                             cache_dir=args.search_cache, jobs=args.search_jobs, seed=args.search_seed, log=log)
+                             cache_dir=args.search_cache, jobs=args.search_jobs, seed=args.search_seed,
+                             min_gain=None if args.search_min_gain is None else args.search_min_gain / 100.0, log=log)
     except (BudgetError, TaskError) as e:
         raise ToolError(str(e)) from None
 
