@@ -10,7 +10,7 @@ range). The backward is torch autograd on real values where each quantized op's 
 and the gradient is the straight-through gradient of round-and-clamp. The updates are the
 documented ones: G_q = s G_W (the gradient w.r.t. the stored integers), QAS multiplies by
 s^-2, q' = clamp(R(q - lr G), -(2^(b-1) - 1), 2^(b-1) - 1) with R round-half-even or
-stochastic floor(v + u), u from fmix32(state + i) (implemented here with Python ints).
+stochastic floor(v + u), u from fmix32(state + i) (tests/rounding_reference.py, Python ints).
 
 Tests: each quant gradient rule on small random QDQ nets (gradients <= 1e-4 of torch's);
 clamp masks at the exact boundaries; the classifier init; the qas rewrite; the update
@@ -52,6 +52,8 @@ from tinymlir.passes.fuse_qdq import FuseQDQPass  # noqa: E402
 from tinymlir.passes.qas import QASPass  # noqa: E402
 
 from shared_models import MODELS  # noqa: E402
+from rounding_reference import uniforms  # noqa: E402
+
 TOL = 1e-4
 HEADROOM = 8.0  # autodiff's documented int8 classifier headroom
 I32_MAX = 2**31 - 1
@@ -88,18 +90,6 @@ def sgd_order(module) -> list[str]:
 def rng_start(p0: dict, name: str, rounding: str) -> int:
     """The initial state of param `name`'s stochastic-rounding generator (0 if nearest)."""
     return int(np.asarray(p0[f"{name}.rng"]).view(np.uint32)) if rounding == "stochastic" else 0
-
-
-def fmix32(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
-def uniforms(state: int, count: int) -> np.ndarray:
-    return np.array([(fmix32((state + i) & 0xFFFFFFFF) >> 8) / 2.0**24 for i in range(count)])
 
 
 def t(a) -> torch.Tensor:

@@ -4,7 +4,7 @@ level down to C, bit for bit.
 - train level: `train.sgd {momentum, velocity}` and `train.adam` on quantized params in
   the interpreter against an independent numpy reference of the documented semantics
   (float64 arithmetic on the float32 state, round half to even or stochastic floor with
-  fmix32 written here with Python ints, symmetric saturation, non-finite elements left
+  fmix32 in tests/rounding_reference.py (Python ints), symmetric saturation, non-finite elements left
   alone), 3 steps, partial channels, both state shapes (the param's, the trained rows');
 - the C kernels `tk_*_opt_*` (ctypes) against their numpy twins `tk_math.*_opt`, with
   random state, channel subsets, non-finite gradients and a range of Adam step counts;
@@ -38,6 +38,7 @@ from tinymlir.interpreter import tk_math as tm
 from tinymlir.interpreter.tk_math import ConvGeometry
 from tinymlir.interpreter.train_impls import TrainState
 from tinymlir.pipelines import LOWER_TRAIN, input_type, quantize_nhwc, run_pipeline, train_pipeline
+from rounding_reference import uniforms  # noqa: E402
 
 F32 = np.float32
 I32_MAX = 2**31 - 1
@@ -45,18 +46,6 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 
 
 # --------------------------------------------------------------------------- the reference
-
-
-def fmix32(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
-def uniforms(state: int, count: int) -> np.ndarray:
-    return np.array([(fmix32((state + i) & 0xFFFFFFFF) >> 8) / 2.0**24 for i in range(count)])
 
 
 def f32(x: float) -> float:
