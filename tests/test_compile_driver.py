@@ -78,8 +78,12 @@ def test_momentum_and_adam_projects_train_and_keep_their_state_in_sram(example, 
 
 
 def test_float_model_without_calibration_and_missing_file(example, tmp_path):
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a protobuf\x00\xff")
     for argv in (["compile", str(example["onnx"]), "-o", str(tmp_path / "a")],
-                 ["compile", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "b")]):
+                 ["compile", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "b")],
+                 ["compile", str(tmp_path / "corrupt.onnx"), "--calibration", str(example["calib"]), "-o",
+                  str(tmp_path / "c")],
+                 ["search", str(tmp_path / "corrupt.onnx"), "--update-budget", "10KB"]):
         r = subprocess.run([sys.executable, "-m", "tinymlir.tools.compile", *argv], capture_output=True, text=True)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("[")] == \

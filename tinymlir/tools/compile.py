@@ -42,7 +42,7 @@ from xdsl.passes import PassPipeline
 from tinymlir.codegen.emit_c import CMSISNN_DIR, RUNTIME_DIR, TK_DIR, CInfo, emit_c_info
 from tinymlir.context import make_context
 from tinymlir.pipelines import quantize_nhwc
-from tinymlir.tools.opt import ToolError, available_passes, one_line_usage_error, run_cli
+from tinymlir.tools.opt import ToolError, available_passes, one_line, one_line_usage_error, run_cli
 from tinymlir.tools.search import add_search_arguments, make_search_parser, search_command
 
 PROG = "tinymlir compile"
@@ -55,11 +55,11 @@ TARGETS = {
 DEFAULT_OUT = "out/compile"
 
 
-def parse_bytes(text: str) -> int:
+def parse_bytes(text: str, flag: str = "--budget") -> int:
     """`100KB`, `100KiB`, `1MB`, `4096`: KB and KiB are 1024 bytes (as embedded datasheets)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|K|MB|MiB|M)?\s*", text, flags=re.IGNORECASE)
     if m is None:
-        raise ToolError(f"--budget {text!r}: expected a size such as 256KB, 100KiB or 65536")
+        raise ToolError(f"{flag} {text!r}: expected a size such as 256KB, 100KiB or 65536")
     unit = (m.group(2) or "B").upper()
     scale = {"B": 1, "KB": 1024, "KIB": 1024, "K": 1024, "MB": 1 << 20, "MIB": 1 << 20, "M": 1 << 20}[unit]
     return int(float(m.group(1)) * scale)
@@ -109,10 +109,12 @@ def progress(k: int, n: int, what: str, t0: float) -> None:
 def _is_qdq(path: Path) -> bool:
     import onnx
 
+    if not path.is_file():
+        raise ToolError(f"{path}: no such file")
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception:  # the importer gives the one-line reason
-        return False
+    except Exception as e:  # protobuf's DecodeError and friends: not an ONNX model
+        raise ToolError(f"cannot read ONNX model '{path}': {type(e).__name__}: {one_line(str(e))}") from None
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in graph.node)
 
 
@@ -291,7 +293,7 @@ class Compiler:
         if not args.prefix.isidentifier():
             raise ToolError(f"--prefix {args.prefix!r} is not a C identifier")
         budget = parse_bytes(args.budget) if args.budget else None
-        stack = parse_bytes(args.stack)
+        stack = parse_bytes(args.stack, "--stack")
         search_lines = self._search(model, calibration, out, t0) if args.scheme == "auto" else []
         stages = pipelines(args, model, calibration)
         n = len(stages) + 3

@@ -241,6 +241,8 @@ def describe_error(e: BaseException, *, input_name: str = "", module: Operation 
     msg = one_line(str(e))
     if isinstance(e, ToolError):
         return msg, 1
+    if type(e).__name__ == "OnnxImportError":  # the importer's own one-line reason, naming the file
+        return msg, 1
     if isinstance(e, InternalError):
         return msg, 2
     if isinstance(e, ParseError):

@@ -71,7 +71,7 @@ def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "objec
     from tinymlir.tools.compile import parse_bytes
 
     total = parse_bytes(args.budget) if args.budget else None
-    update = parse_bytes(args.update_budget) if args.update_budget else None
+    update = parse_bytes(args.update_budget, "--update-budget") if args.update_budget else None
     if total is None and update is None:
         raise ToolError("the scheme search needs a budget: --update-budget SIZE and/or --budget SIZE")
     for name in ("task_fit", "task_eval", "search_epochs"):
@@ -86,7 +86,7 @@ def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "objec
             raise ToolError(f"{flag} {value}: expected a positive learning rate")
     settings = RunSettings(lr=lr, epochs=args.search_epochs, seed=args.search_seed, rounding=args.rounding,
                            num_classes=args.num_classes, probe_lr=probe_lr)
-    budget = Budget(total=total, update=update, stack=parse_bytes(args.stack))
+    budget = Budget(total=total, update=update, stack=parse_bytes(args.stack, "--stack"))
     try:
         task = None
         if args.task != "digits":
