@@ -233,3 +233,19 @@ def test_search_errors_are_one_line(searched, example, capsys, extra, message):
     assert main(argv) == 1
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.startswith("tinymlir search:")]
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_user_task_from_npz(example, tmp_path, capsys):
+    """`--task x.npz`: the runs train and evaluate on the user's samples (their count is in
+    the table's accuracies: multiples of 1/10 with 10 evaluation samples)."""
+    x = np.load(example["test_x"])[:40].astype(np.float32)
+    y = np.load(example["test_y"])[:40]
+    np.savez(tmp_path / "task.npz", x=x, y=y)
+    argv = ["search", str(example["onnx"]), "--calibration", str(example["calib"]), "--update-budget", "3KB",
+            "--search-lr", "0.01", "--task", str(tmp_path / "task.npz"), "--task-fit", "30", "--task-eval", "10",
+            "--search-cache", str(tmp_path / "cache"), "--search-jobs", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split("|") for ln in out.splitlines() if ln.startswith("| classifier only") or ln.startswith("| weights")]
+    assert rows and all(float(r[2]) % 10 == 0 for r in rows), rows  # accuracies in %: multiples of 1/10
+    assert "searched scheme" in out

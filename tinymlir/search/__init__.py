@@ -68,18 +68,20 @@ def measure_scheme(model: str | Path, front: str, text: str, settings: RunSettin
 
 
 def search_scheme(model: str | Path, front: str, budget: Budget, *, settings: RunSettings = RunSettings(),
-                  task: Task | None = None, n_fit: int = 500, n_eval: int = 500,
+                  task: Task | Callable[[tuple[int, int, int]], Task] | None = None, n_fit: int = 500, n_eval: int = 500,
                   first_weight_layer: int | None = None, cache_dir: Path | None = None, jobs: int | None = None,
                   seed: int = 0, min_gain: float | None = None,
                   log: Callable[[str], None] = lambda s: None) -> SearchOutcome:
-    """Contribution analysis (cached) + evolutionary search; see the package docstring."""
+    """Contribution analysis (cached) + evolutionary search; see the package docstring.
+    `task`: the calibration task, or a function of the model's (C, H, W) input shape that
+    makes it (default: digits shaped to the model)."""
     from tinymlir.search.contribution import default_cache_dir
 
     t0 = time.perf_counter()
     layers, itype, shape = prepare(model, front, settings.num_classes)
     space = make_space(layers, first_weight_layer)
     log(f"search space: {space.describe()}")
-    task = task or digits_task(shape, n_fit, n_eval)
+    task = task(shape) if callable(task) else task or digits_task(shape, n_fit, n_eval)
     analysis = analyze(model, front, space, task, settings, itype, cache_dir, jobs, log)
     workdir = (cache_dir or default_cache_dir()) / "measure"
     searcher = Searcher(space, analysis, budget, lambda text: measure_scheme(model, front, text, settings, workdir),

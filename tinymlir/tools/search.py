@@ -67,7 +67,7 @@ def make_search_parser(sub) -> argparse.ArgumentParser:
 
 def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "object":
     """Run the search of `args` (budgets, task, settings); returns the SearchOutcome."""
-    from tinymlir.search import Budget, BudgetError, RunSettings, TaskError, load_task, prepare, search_scheme
+    from tinymlir.search import Budget, BudgetError, RunSettings, TaskError, load_task, search_scheme
     from tinymlir.tools.compile import parse_bytes
 
     total = parse_bytes(args.budget) if args.budget else None
@@ -88,10 +88,9 @@ def run_search(args: argparse.Namespace, model: Path, front: str, log) -> "objec
                            num_classes=args.num_classes, probe_lr=probe_lr)
     budget = Budget(total=total, update=update, stack=parse_bytes(args.stack, "--stack"))
     try:
-        task = None
-        if args.task != "digits":
-            _, _, shape = prepare(model, front, args.num_classes)
-            task = load_task(args.task, shape, args.task_fit, args.task_eval)
+        # a user's task is loaded once the search knows the model's input shape
+        task = None if args.task == "digits" else (
+            lambda shape: load_task(args.task, shape, args.task_fit, args.task_eval))
         return search_scheme(model, front, budget, settings=settings, task=task, n_fit=args.task_fit,
                              n_eval=args.task_eval, first_weight_layer=args.search_first_layer,
                              cache_dir=args.search_cache, jobs=args.search_jobs, seed=args.search_seed,
