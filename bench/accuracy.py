@@ -194,9 +194,7 @@ def c_spec(cfg: Config, seed: int) -> str:
     from tinymlir.pipelines import train_pipeline
 
     spec = train_pipeline(scheme=SCHEMES / cfg.scheme if cfg.scheme else None, num_classes=NUM_CLASSES,
-                          trainable="all", rounding=cfg.rounding)  # (without a scheme: sparse-update{bias-last=} restricts it)
-    assert spec.count("autodiff{") == 1
-    spec = spec.replace("autodiff{", f"autodiff{{seed={seed} ", 1)
+                          trainable="all", rounding=cfg.rounding, seed=seed)  # (without a scheme: sparse-update{bias-last=} restricts it)
     if not cfg.qas:
         assert ",qas," in spec
         spec = spec.replace(",qas,", ",", 1)

@@ -78,7 +78,7 @@ from tinymlir.context import make_context  # noqa: E402
 from tinymlir.passes import get_tinymlir_passes  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TINYMLIR_MODELS", REPO.parent / "shared" / "models"))
-from tinymlir.pipelines import LOWER_TRAIN as LOWER, input_type, quantize_nhwc  # noqa: E402
+from tinymlir.pipelines import LOWER_TRAIN as LOWER, quantize_nhwc, run_pipeline_reading_input_type  # noqa: E402
 KB = 1024
 TARGET_FACTOR = 0.8
 # model -> scheme file and the paper's peak memory, KB: full update, sparse update, sparse + reordering
@@ -277,9 +277,7 @@ def m4_measure(row: Row, module: ModuleOp, workdir: Path, qemu: bool, notes: lis
     from tinymlir.codegen import build as B
     from tinymlir.codegen.emit_c import emit_c
 
-    run(module, "int8-io")
-    in_type = input_type(module)  # the quantized input the C takes (int8 NHWC)
-    run(module, LOWER.removeprefix("int8-io,"))
+    _, in_type = run_pipeline_reading_input_type(module, LOWER)  # the quantized input the C takes (int8 NHWC)
     func = find_func(module, "train_step")
     lowered = memory_report(func, strategies=("best-fit",), include_args=False)
     row.detail["lowered_plan"] = {"arena": lowered["arena_bytes"]["best-fit"], **_peak_summary(lowered, func)}

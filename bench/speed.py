@@ -137,12 +137,9 @@ def lowered(onnx_path: Path, spec: str) -> tuple[ModuleOp, object]:
     """The module of `spec` and the quantized type of its int8 input (read right after
     `int8-io`, before `convert-quant-to-cmsisnn` retypes it)."""
     from tinymlir.frontend.onnx_importer import import_onnx
-    from tinymlir.pipelines import input_type
+    from tinymlir.pipelines import run_pipeline_reading_input_type
 
-    head, tail = spec.split("int8-io,", 1)
-    module = lower(import_onnx(str(onnx_path)), head + "int8-io")
-    itype = input_type(module, "train_step")
-    return lower(module, tail), itype
+    return run_pipeline_reading_input_type(import_onnx(str(onnx_path)), spec)
 
 
 def int8_input(x: np.ndarray, itype) -> np.ndarray:

@@ -37,7 +37,13 @@ from tinymlir.frontend.onnx_importer import import_onnx
 from tinymlir.interpreter import tk_math as tm
 from tinymlir.interpreter.tk_math import ConvGeometry
 from tinymlir.interpreter.train_impls import TrainState
-from tinymlir.pipelines import LOWER_TRAIN, input_type, quantize_nhwc, run_pipeline, train_pipeline
+from tinymlir.pipelines import (
+    LOWER_TRAIN,
+    quantize_nhwc,
+    run_pipeline,
+    run_pipeline_reading_input_type,
+    train_pipeline,
+)
 from rounding_reference import uniforms  # noqa: E402
 
 F32 = np.float32
@@ -331,11 +337,11 @@ def lowered_digits(ex: dict, optimizer: str, rounding: str, tmp: Path):
     scheme = tmp / "digits.scheme"
     scheme.write_text(SCHEME)
     front = f'fold-batch-norm,quantize-ptq{{calibration="{ex["calib"]}"}}'
-    module = run_pipeline(import_onnx(ex["onnx"]), train_pipeline(scheme=scheme, rounding=rounding, front=front,
-                                                                  optimizer=optimizer) + ",int8-io")
+    module, itype = run_pipeline_reading_input_type(
+        import_onnx(ex["onnx"]),
+        train_pipeline(scheme=scheme, rounding=rounding, front=front, optimizer=optimizer) + "," + LOWER_TRAIN)
     xs, ys = np.load(ex["test_x"]).astype(np.float32), np.load(ex["test_y"])
-    x = quantize_nhwc(xs[:1], input_type(module))
-    module = run_pipeline(module, LOWER_TRAIN.split(",", 1)[1])
+    x = quantize_nhwc(xs[:1], itype)
     return module, x, [int(ys[0])] * 2 + [int(ys[1])]
 
 
@@ -506,3 +512,10 @@ def test_tk_verifier_checks_state_shape(digits_example, tmp_path):
 def test_train_pipeline_optimizer_option():
     assert "optimizer" not in train_pipeline()
     assert "autodiff{rounding=nearest num-classes=10 optimizer=adam" in train_pipeline(optimizer="adam")
+
+
+def test_reading_the_input_type_needs_int8_io():
+    from xdsl.dialects.builtin import ModuleOp
+
+    with pytest.raises(ValueError, match="no int8-io pass"):
+        run_pipeline_reading_input_type(ModuleOp([]), "fuse-qdq,convert-layout")

@@ -8,6 +8,7 @@ the int8 interface.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,13 @@ LOWER_TRAIN = "int8-io,convert-train-to-tk,convert-layout,convert-quant-to-cmsis
 
 
 def train_pipeline(scheme: str | Path | None = None, num_classes: int | None = 10, trainable: str = "last:3",
-                   rounding: str = "nearest", front: str = "fuse-qdq", optimizer: str = "sgd") -> str:
+                   rounding: str = "nearest", front: str = "fuse-qdq", optimizer: str = "sgd",
+                   seed: int | None = None) -> str:
     """Import-level int8 model -> the fused, pruned, reordered training step (level 4).
-    `optimizer`: autodiff's `sgd`, `sgdm` (momentum 0.9) or `adam` (torch's defaults)."""
-    opts = [f"rounding={rounding}"] + ([f"num-classes={num_classes}"] if num_classes is not None else [])
+    `optimizer`: autodiff's `sgd`, `sgdm` (momentum 0.9) or `adam` (torch's defaults);
+    `seed`: autodiff's (the new classifier's init, the rounding generators)."""
+    opts = ([f"seed={seed}"] if seed is not None else []) + [f"rounding={rounding}"]
+    opts += [f"num-classes={num_classes}"] if num_classes is not None else []
     if optimizer != "sgd":
         opts.append(f"optimizer={optimizer}")
     if scheme is None:
@@ -45,6 +49,20 @@ def run_pipeline(module: ModuleOp, spec: str) -> ModuleOp:
     PassPipeline.parse_spec(get_tinymlir_passes(), spec).apply(make_context(), module)
     module.verify()
     return module
+
+
+def run_pipeline_reading_input_type(module: ModuleOp, spec: str, name: str = "train_step"):
+    """Apply `spec`, which contains `int8-io`, to `module`; returns (module, the quantized
+    type of `@name`'s first argument right after `int8-io`). Read there because
+    `convert-quant-to-cmsisnn` later retypes it to plain i8, and `quantize_nhwc` needs the
+    scale and zero point."""
+    m = re.search(r"(?:^|,)int8-io(?:\{[^}]*\})?(?=,|$)", spec)
+    if m is None:
+        raise ValueError(f"the pipeline has no int8-io pass: {spec}")
+    run_pipeline(module, spec[:m.end()].lstrip(","))
+    itype = input_type(module, name)
+    rest = spec[m.end():].lstrip(",")
+    return (run_pipeline(module, rest) if rest else module), itype
 
 
 def input_type(module: ModuleOp, name: str = "train_step"):

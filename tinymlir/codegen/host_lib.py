@@ -56,15 +56,11 @@ def build_training_library(module: ModuleOp, outdir: Path, name: str = "libmodel
     C and build it for the host. `module` is changed in place."""
     from tinymlir.codegen.build import build_host
     from tinymlir.codegen.emit_c import emit_c_info
-    from tinymlir.pipelines import LOWER_TRAIN, input_type, run_pipeline
+    from tinymlir.pipelines import LOWER_TRAIN, run_pipeline_reading_input_type
 
     t0 = time.perf_counter()
-    first, rest = LOWER_TRAIN.split(",", 1)
-    assert first == "int8-io", LOWER_TRAIN
-    run_pipeline(module, first)
-    itype = input_type(module, "train_step")  # read before convert-quant-to-cmsisnn retypes it
     num_classes = _num_classes(module)
-    run_pipeline(module, rest)
+    _, itype = run_pipeline_reading_input_type(module, LOWER_TRAIN)
     files, info = emit_c_info(module, prefix="model")
     outdir.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():

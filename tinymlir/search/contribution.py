@@ -111,9 +111,8 @@ def training_spec(front: str, scheme_file: Path, settings: RunSettings) -> str:
     """The level-4 pipeline of one scheme: `train_pipeline`'s, with the run's seed."""
     from tinymlir.pipelines import train_pipeline
 
-    spec = train_pipeline(scheme=scheme_file, num_classes=settings.num_classes, trainable="all",
-                          rounding=settings.rounding, front=front)
-    return spec.replace("autodiff{", f"autodiff{{seed={settings.seed} ", 1)
+    return train_pipeline(scheme=scheme_file, num_classes=settings.num_classes, trainable="all",
+                          rounding=settings.rounding, front=front, seed=settings.seed)
 
 
 def finetune(net, x_fit: np.ndarray, y_fit: np.ndarray, settings: RunSettings) -> None:
