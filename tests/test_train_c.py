@@ -30,6 +30,7 @@ from tinymlir.pipelines import input_type, quantize_nhwc, train_pipeline
 
 from shared_models import sample_photos, shared_model  # noqa: E402
 from toolchain import require_cortex_m_toolchain  # noqa: E402
+from train_step_checks import assert_same, interpreter_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = "convert-train-to-tk,convert-layout,convert-quant-to-cmsisnn,split-sparse-params"
@@ -40,22 +41,6 @@ def lower(module, spec: str):
     PassPipeline.parse_spec(get_tinymlir_passes(), spec).apply(make_context(), module)
     module.verify()
     return module
-
-
-def interpreter_run(module, x: np.ndarray, labels, lr: float) -> tuple[list[float], dict[str, np.ndarray]]:
-    state = TrainState(module)
-    losses = [state.train_step(x, np.int32(label), np.float32(lr)) for label in labels]
-    return losses, state.params
-
-
-def assert_same(run: B.TrainRun, losses: list[float], params: dict[str, np.ndarray]) -> None:
-    assert run.status == [0] * len(losses)
-    assert np.array_equal(np.float32(run.loss).view(np.uint32), np.float32(losses).view(np.uint32)), \
-        f"losses differ: C {run.loss}, interpreter {losses}"
-    assert set(run.params) == set(params)
-    differ = [name for name, a in params.items()
-              if run.params[name] != (a.nbytes, B.fnv1a(np.ascontiguousarray(a).tobytes()))]
-    assert not differ, f"{len(differ)} of {len(params)} params differ after {len(losses)} steps: {differ[:5]}"
 
 
 def run_host(module, x, labels, lr, d: Path, flags=SANITIZE, compiler: str = "gcc",

@@ -45,6 +45,7 @@ from tinymlir.pipelines import (
     train_pipeline,
 )
 from rounding_reference import uniforms  # noqa: E402
+from train_step_checks import assert_same, interpreter_run  # noqa: E402
 
 F32 = np.float32
 I32_MAX = 2**31 - 1
@@ -343,21 +344,6 @@ def lowered_digits(ex: dict, optimizer: str, rounding: str, tmp: Path):
     xs, ys = np.load(ex["test_x"]).astype(np.float32), np.load(ex["test_y"])
     x = quantize_nhwc(xs[:1], itype)
     return module, x, [int(ys[0])] * 2 + [int(ys[1])]
-
-
-def interpreter_run(module, x, labels, lr):
-    state = TrainState(module)
-    return [state.train_step(x, np.int32(label), np.float32(lr)) for label in labels], state.params
-
-
-def assert_same(run: B.TrainRun, losses, params) -> None:
-    assert run.status == [0] * len(losses)
-    assert np.array_equal(np.float32(run.loss).view(np.uint32), np.float32(losses).view(np.uint32)), \
-        f"losses differ: C {run.loss}, interpreter {losses}"
-    assert set(run.params) == set(params)
-    differ = [n for n, a in params.items()
-              if run.params[n] != (a.nbytes, B.fnv1a(np.ascontiguousarray(a).tobytes()))]
-    assert not differ, f"{len(differ)} of {len(params)} params differ: {differ}"
 
 
 def run_both(module, x, labels, lr, d: Path, flags=(), compiler: str = "gcc"):
